@@ -1,0 +1,163 @@
+"""Command line (DESIGN §2). The only module that prints and chooses exit codes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from imagesync import config, logs, redact, report
+from imagesync.accept import Verifier
+from imagesync.config import Endorser, ListSettings, Settings
+from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
+from imagesync.pipeline import collect_lists, load_list, make_fetcher
+
+log = logging.getLogger(__name__)
+FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
+@dataclass
+class Context:
+    config_arg: str | None
+    verbose: bool
+
+    def settings(self, *, required: bool = True) -> Settings:
+        """The loaded configuration; without a config file (and none asked for) defaults when not required."""
+        path = config.config_path(self.config_arg)
+        if not required and self.config_arg is None and not path.exists():
+            return config.from_mapping({}, source=Path("imagesync.yaml"))
+        return config.load(path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_arg", metavar="PATH", help="Config file (default: $IMAGESYNC_CONFIG or "
+              "/etc/imagesync/imagesync.yaml).")
+@click.option("-v", "--verbose", count=True, help="More detail, tracebacks on errors.")
+@click.option("-q", "--quiet", count=True, help="Only warnings and errors.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, log_format: str) -> None:
+    """Keep an OpenStack image catalogue in step with signed HEPiX image lists."""
+    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
+    logs.configure(level, log_format)
+    ctx.obj = Context(config_arg=config_arg, verbose=bool(verbose))
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--endorser-dn", metavar="DN", help="Expected signer subject (with --endorser-ca).")
+@click.option("--endorser-ca", metavar="DN", help="Expected signer issuer (with --endorser-dn).")
+@click.option("--ca-dir", type=click.Path(file_okay=False, path_type=Path), help="Grid CA directory.")
+@click.option("--crl", type=click.Choice(["off", "if_present", "require"]), help="CRL checking mode.")
+@click.option("--gpg-fingerprint", "fingerprints", multiple=True, metavar="FPR",
+              help="Verify as a GPG-signed list pinned to this key (repeatable).")
+@FORMAT
+@click.pass_obj
+def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str | None, ca_dir: Path | None,
+           crl: str | None, fingerprints: tuple[str, ...], fmt: str) -> None:
+    """Verify one list: SOURCE is a file, a URL or the name of a configured list."""
+    settings = obj.settings(required=False)
+    item = _verify_item(settings, source, endorser_dn, endorser_ca, fingerprints)
+    trust = settings.trust
+    verifier = Verifier(ca_dir=ca_dir or trust.ca_dir, crl=crl or trust.crl,  # type: ignore[arg-type]
+                        gpg_home=trust.gpg_home, allow_sha1=trust.allow_sha1)
+    fetcher = make_fetcher(settings)
+    try:
+        outcome = load_list(item, fetcher, verifier, now=datetime.now(UTC))
+    finally:
+        fetcher.close()
+    if fmt == "json":
+        _print_json(_verify_json(outcome, item))
+    elif outcome.accepted is not None:
+        click.echo(f"VERIFIED  {redact.url(item.url)}\n{report.accepted_text(outcome.accepted)}")
+    else:
+        click.echo(f"NOT VERIFIED  {outcome.error}")
+    sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
+
+
+def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endorser_ca: str | None,
+                 fingerprints: tuple[str, ...]) -> ListSettings:
+    if (endorser_dn is None) != (endorser_ca is None):
+        raise click.UsageError("--endorser-dn and --endorser-ca go together")
+    configured = settings.list_named(source)
+    extra = Endorser(dn=endorser_dn, ca=endorser_ca) if endorser_dn and endorser_ca else None
+    if configured is not None:
+        # Options add to the configured expectation; they never relax it.
+        if extra is not None and configured.endorser is not None and configured.endorser != extra:
+            raise click.UsageError(f"list {source} is configured with another endorser")
+        return replace(configured, endorser=configured.endorser or extra)
+    url, token = config.split_token(source)
+    signature: config.SignatureMode = "gpg" if fingerprints else "smime"
+    return ListSettings(name=redact.url(url), url=url, token=token, signature=signature, endorser=extra,
+                        gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
+
+
+def _verify_json(outcome: Any, item: ListSettings) -> dict[str, Any]:
+    accepted = outcome.accepted
+    fields = report.accepted_fields(accepted) if accepted is not None else None
+    return {
+        "verified": accepted is not None, "source": redact.url(item.url), "error": outcome.error,
+        "signer": fields["signer"] if fields else None,
+        "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
+    }
+
+
+@cli.command("lists")
+@FORMAT
+@click.pass_obj
+def lists_cmd(obj: Context, fmt: str) -> None:
+    """Fetch, verify and parse every subscribed list and show its status."""
+    settings = obj.settings()
+    outcomes = collect_lists(settings, now=datetime.now(UTC))
+    if fmt == "json":
+        _print_json({"lists": [report.list_entry(o) for o in outcomes]})
+    else:
+        click.echo(report.lists_text(outcomes))
+    sys.exit(EXIT_PARTIAL if any(o.status == "failed" for o in outcomes) else EXIT_OK)
+
+
+@cli.command()
+@click.pass_obj
+def demo(obj: Context) -> None:
+    """Serve a freshly signed demo list over HTTPS on 127.0.0.1 and show it fetched, verified and parsed."""
+    from imagesync.demo import run_demo
+
+    sys.exit(run_demo(echo=click.echo))
+
+
+def _print_json(data: dict[str, Any]) -> None:
+    click.echo(redact.text(json.dumps(data, indent=2, ensure_ascii=False)))
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    """Entry point: expected errors print one line, others a pointer to -v; exit codes per DESIGN §2."""
+    try:
+        cli.main(args=argv, prog_name="imagesync", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(EXIT_USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except click.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(EXIT_PARTIAL)
+    except ImagesyncError as exc:
+        _fail(exc.one_line(), exc.exit_code, exc)
+    except Exception as exc:
+        _fail(f"unexpected error: {type(exc).__name__}: {exc} (run with -v for the traceback)", EXIT_PARTIAL, exc)
+    sys.exit(EXIT_OK)
+
+
+def _fail(message: str, code: int, exc: BaseException) -> NoReturn:
+    log.debug("traceback", exc_info=exc)
+    click.echo(f"imagesync: error: {redact.text(message)}", err=True)
+    sys.exit(code)
+
+
+__all__ = ["ConfigError", "cli", "main"]

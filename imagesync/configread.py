@@ -1,0 +1,193 @@
+"""Typed, strict reading of one YAML mapping: every accessor consumes its key, ``finish`` rejects the rest.
+
+Kept apart from config.py so the schema there reads as a table of keys and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import NoReturn
+
+from imagesync import redact
+from imagesync.errors import ConfigError
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
+          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_size(value: object) -> int:
+    """``10GiB``, ``500MB``, ``1024`` -> bytes. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int) and value >= 0:
+        return value
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ValueError(value)
+    unit = (match.group(2) or "").lower().removesuffix("b")
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def parse_duration(value: object) -> timedelta:
+    """``7d``, ``12h``, ``30m``, ``45s``, ``3600`` -> timedelta. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(value)
+    return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+
+
+class Section:
+    """One mapping of the config file at a dotted key path."""
+
+    def __init__(self, data: Mapping[str, object], *, source: Path, key: str, name: str = "") -> None:
+        self._data = dict(data)
+        self._source = source
+        self._key = key
+        self.name = name
+
+    @classmethod
+    def of(cls, raw: object, *, source: Path, key: str, name: str = "") -> Section:
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, Mapping) or not all(isinstance(k, str) for k in raw):
+            where = key or "top level"
+            raise ConfigError(f"{where}: expected a mapping of names to values", subject=str(source))
+        return cls(raw, source=source, key=key, name=name)
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ConfigError(f"{self._dotted(key)}: {problem}", subject=str(self._source))
+
+    def _dotted(self, key: str) -> str:
+        return f"{self._key}.{key}" if self._key else key
+
+    def has(self, key: str) -> bool:
+        return key in self._data
+
+    def _take(self, key: str, required: bool) -> object:
+        if key not in self._data:
+            if required:
+                self.fail(key, "required")
+            return None
+        return self._data.pop(key)
+
+    def finish(self) -> None:
+        """Raise ConfigError for the first key nobody asked for."""
+        for key in self._data:
+            self.fail(key, "unknown key")
+
+    def section(self, key: str) -> Section:
+        return Section.of(self._take(key, False), source=self._source, key=self._dotted(key))
+
+    def named_sections(self, key: str) -> Iterator[Section]:
+        outer = self.section(key)
+        for name in list(outer._data):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                outer.fail(name, "names may use letters, digits, '_', '.', '-'")
+            yield Section.of(outer._data.pop(name), source=self._source, key=outer._dotted(name), name=name)
+
+    def string(self, key: str, *, required: bool = False) -> str | None:
+        value = self._take(key, required)
+        if value is None:
+            return None
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            self.fail(key, "expected a string")
+        return str(value)
+
+    def string_list(self, key: str) -> tuple[str, ...]:
+        value = self._take(key, False)
+        if value is None:
+            return ()
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            self.fail(key, "expected a list of strings")
+        return tuple(value)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        sec = self.section(key)
+        result: dict[str, str] = {}
+        for name in list(sec._data):
+            value = sec.string(name) or ""
+            if name == "password" or name.endswith(("secret", "token")):
+                redact.register(value)
+            result[name] = value
+        return result
+
+    def choice(self, key: str, allowed: tuple[str, ...], default: str | None, *, required: bool = False) -> str:
+        value = self._take(key, required)
+        if value is None and default is not None:
+            return default
+        if value not in allowed:
+            self.fail(key, f"{value!r} is not allowed (allowed: {', '.join(allowed)})")
+        return str(value)
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._take(key, False)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            self.fail(key, "expected true or false")
+        return value
+
+    def integer(self, key: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
+        value = self._take(key, False)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(key, "expected a whole number")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            self.fail(key, f"{value} is out of range (at least {minimum}{upper})")
+        return value
+
+    def size(self, key: str, default: int) -> int:
+        value = self._take(key, False)
+        if value is None:
+            return default
+        try:
+            return parse_size(value)
+        except ValueError:
+            self.fail(key, f"{value!r} is not a size (e.g. 10GiB, 500MB, or bytes)")
+
+    def duration(self, key: str, default: timedelta | None) -> timedelta | None:
+        if key in self._data and self._data[key] is None:
+            self._data.pop(key)
+            return None
+        value = self._take(key, False)
+        if value is None:
+            return default
+        try:
+            return parse_duration(value)
+        except ValueError:
+            self.fail(key, f"{value!r} is not a duration (e.g. 7d, 12h, 30m, or seconds; null for never)")
+
+    def path(self, key: str, base: Path, default: Path) -> Path:
+        return self.optional_path(key, base) or default
+
+    def optional_path(self, key: str, base: Path) -> Path | None:
+        value = self.string(key)
+        return (base / Path(value).expanduser()) if value else None
+
+    def secret_file(self, key: str, base: Path) -> str:
+        path = base / Path(self.string(key) or "").expanduser()
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            self.fail(key, f"cannot read {path}: {exc.strerror}")
+        if not secret:
+            self.fail(key, f"{path} is empty")
+        return secret
+
+    def secret_env(self, key: str) -> str:
+        variable = self.string(key) or ""
+        secret = os.environ.get(variable, "")
+        if not secret:
+            self.fail(key, f"environment variable {variable} is not set or empty")
+        return secret

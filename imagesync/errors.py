@@ -1,0 +1,97 @@
+"""One error root for everything imagesync expects to go wrong, and the exit codes of DESIGN §2.
+
+Every subclass carries enough context (which list, image or file) to print a single line an operator can act
+on; ``hint`` says what to do about it.
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+EXIT_OK = 0
+EXIT_PARTIAL = 1
+EXIT_USAGE = 2
+EXIT_NOTHING_DONE = 3
+EXIT_LOCKED = 75
+
+
+class ImagesyncError(Exception):
+    """Root of all expected errors. ``str()`` is the one-line message shown to operators."""
+
+    exit_code = EXIT_PARTIAL
+
+    def __init__(self, message: str, *, subject: str | None = None, hint: str | None = None) -> None:
+        # The subject (list name, image id, file) leads the line so cron mail is greppable.
+        self.message = message
+        self.subject = subject
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def about(self, subject: str) -> Self:
+        """Name the list/image this error concerns, unless a more precise subject is already set."""
+        if self.subject is None:
+            self.subject = subject
+            self.args = (self.one_line(),)
+        return self
+
+    def one_line(self) -> str:
+        text = f"{self.subject}: {self.message}" if self.subject else self.message
+        if self.hint:
+            text = f"{text} ({self.hint})"
+        return " ".join(text.split())
+
+
+class ConfigError(ImagesyncError):
+    """The configuration is invalid: names the file, the key and what is allowed."""
+
+    exit_code = EXIT_USAGE
+
+
+class FetchError(ImagesyncError):
+    """A list (or signature) could not be fetched."""
+
+
+class SignatureError(ImagesyncError):
+    """The signature of a list is malformed, invalid or not trusted."""
+
+
+class MalformedSignatureError(SignatureError):
+    """The signed container cannot be understood (not S/MIME, truncated, garbage)."""
+
+
+class BadSignatureError(SignatureError):
+    """The signature does not match the content (tampered content, wrong key)."""
+
+
+class UntrustedSignerError(SignatureError):
+    """The signer's chain does not lead to a trusted CA, or a certificate is expired or unfit."""
+
+
+class RevokedError(UntrustedSignerError):
+    """A certificate in the signer's chain is revoked, or its CRL is missing or stale where required."""
+
+
+class WeakAlgorithmError(SignatureError):
+    """The signature uses an algorithm refused by policy (SHA-1 unless allowed)."""
+
+
+class EndorserMismatchError(SignatureError):
+    """The signer is trusted but is not the endorser the configuration or the list itself names."""
+
+
+class ListFormatError(ImagesyncError):
+    """The list is not a valid HEPiX image list; the message gives the JSON path of the bad field."""
+
+
+class ListExpiredError(ImagesyncError):
+    """The list's dc:date:expires has passed."""
+
+
+class RollbackError(ImagesyncError):
+    """The list is older than a copy accepted earlier (replay of an old list)."""
+
+
+class LockHeldError(ImagesyncError):
+    """Another imagesync run holds the lock."""
+
+    exit_code = EXIT_LOCKED
