@@ -51,9 +51,11 @@ def _verify_detached(engine: gnupg.GPG, blob: bytes, signature: bytes) -> gnupg.
 
 def _accept(result: gnupg.Verify, fingerprints: tuple[str, ...]) -> Signer:
     status = str(getattr(result, "status", "") or "no signature found")
+    if "no public key" in status:
+        raise UntrustedSignerError(f"GPG signature by key {result.key_id}, which is not in the keyring")
+    if "signature bad" in status:
+        raise BadSignatureError("GPG signature does not match the content (tampered or wrong key)")
     if not getattr(result, "fingerprint", None):
-        if "no public key" in status:
-            raise UntrustedSignerError(f"GPG signature by key {result.key_id} which is not in the keyring")
         raise MalformedSignatureError(f"no valid GPG signature ({status})")
     if not result.valid:
         raise BadSignatureError(f"GPG signature is not valid ({status})")
