@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from itertools import pairwise
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -89,7 +90,7 @@ class CAStore:
     def _check_revocation(self, chain: list[x509.Certificate], now: datetime) -> None:
         if self.crl_mode == "off":
             return
-        for cert, issuer in zip(chain, chain[1:], strict=False):
+        for cert, issuer in pairwise(chain):
             crl = self._fresh_crl(issuer, now)
             if crl is None:
                 continue

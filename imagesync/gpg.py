@@ -21,7 +21,8 @@ def is_clearsigned(blob: bytes) -> bool:
     return blob.lstrip().startswith(_CLEARSIGNED)
 
 
-def verify(blob: bytes, *, home: Path, fingerprints: tuple[str, ...], signature: bytes | None = None) -> VerifiedContent:
+def verify(blob: bytes, *, home: Path, fingerprints: tuple[str, ...],
+           signature: bytes | None = None) -> VerifiedContent:
     """Verify a clearsigned ``blob``, or ``blob`` against the detached ``signature``.
 
     Raises ConfigError (no keyring), MalformedSignatureError, BadSignatureError, UntrustedSignerError.

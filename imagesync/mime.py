@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from itertools import pairwise
 from dataclasses import dataclass
 
 from imagesync.errors import MalformedSignatureError
@@ -99,7 +100,7 @@ def _split_parts(body: bytes, delimiter: bytes) -> list[bytes]:
     bounds = list(pattern.finditer(body))
     if not bounds or bounds[-1].group("close") is None:
         raise MalformedSignatureError("multipart/signed is truncated (no closing boundary)")
-    return [body[a.end(): b.start()] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [body[a.end(): b.start()] for a, b in pairwise(bounds)]
 
 
 def _decode_part(headers: list[bytes], body: bytes) -> bytes:

@@ -68,7 +68,7 @@ def verify(blob: bytes, store: CAStore, *, now: datetime, allow_sha1: bool = Fal
         others = [c.crypto for c in certs if c is not cert]
         store.validate(cert.crypto, others, now)
         signers.append(_signer(cert.crypto))
-    assert content is not None  # noqa: S101 - infos is not empty
+    assert content is not None  # infos is not empty
     return VerifiedContent(content=strip_text_header(content), kind="smime", signer=signers[0], signers=tuple(signers))
 
 
@@ -117,7 +117,8 @@ def _signer_cert(info: cms.SignerInfo, certs: list[_Cert]) -> _Cert:
         if sid.name == "subject_key_identifier":
             if cert.asn1.key_identifier == sid.chosen.native:
                 return cert
-        elif cert.asn1.serial_number == sid.chosen["serial_number"].native and cert.asn1.issuer == sid.chosen["issuer"]:
+        elif (cert.asn1.serial_number == sid.chosen["serial_number"].native
+              and cert.asn1.issuer == sid.chosen["issuer"]):
             return cert
     raise UntrustedSignerError("the message carries no certificate for its signer")
 
