@@ -1,0 +1,1 @@
+"""The local demo: an ephemeral PKI, a signed list served over HTTPS, and a real sync."""

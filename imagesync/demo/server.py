@@ -1,0 +1,457 @@
+"""A small HTTPS (or HTTP) server on 127.0.0.1 serving image lists and images, with one-shot fault injection.
+
+Used by ``imagesync demo`` and by the tests: content is put in memory (or streamed from a file for multi-GB
+images), answered with ETag / Last-Modified / Range support, optionally behind a token, and faults queued per
+path make the next request fail in a chosen way (status, reset, stall, truncation, oversize).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import hmac
+import logging
+import re
+import socket
+import ssl
+import struct
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from email.utils import formatdate, parsedate_to_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+from requests.structures import CaseInsensitiveDict
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One injected failure; build it with the class methods."""
+
+    kind: str
+    code: int = 200
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+    seconds: float = 0.0
+    n_bytes: int = 0
+    declare_length: bool = True
+
+    @classmethod
+    def status(cls, code: int, headers: Mapping[str, str] | None = None, body: bytes = b"") -> Fault:
+        """Answer with ``code``, ``headers`` (e.g. Retry-After) and ``body``; a given Content-Length wins."""
+        return cls("status", code=code, headers=tuple((headers or {}).items()), body=body)
+
+    @classmethod
+    def reset(cls) -> Fault:
+        """Close the TCP connection abruptly (RST) before any response."""
+        return cls("reset")
+
+    @classmethod
+    def stall(cls, seconds: float) -> Fault:
+        """Send the response headers, then nothing for ``seconds``, then the body."""
+        return cls("stall", seconds=seconds)
+
+    @classmethod
+    def truncate(cls, n_bytes: int) -> Fault:
+        """Advertise the full Content-Length, send ``n_bytes`` of the body, close."""
+        return cls("truncate", n_bytes=n_bytes)
+
+    @classmethod
+    def oversize(cls, n_bytes: int, *, declare_length: bool = True) -> Fault:
+        """Serve ``n_bytes`` of junk; without ``declare_length`` the body is delimited by closing the connection."""
+        return cls("oversize", n_bytes=n_bytes, declare_length=declare_length)
+
+
+@dataclass(frozen=True)
+class _Resource:
+    data: bytes | None = None
+    file: Path | None = None
+    put_at: float = field(default_factory=time.time)
+
+    def describe(self) -> tuple[int, str, float]:
+        """Size, strong ETag and modification time, read at request time so a changed file is noticed."""
+        if self.data is not None:
+            return len(self.data), f'"{hashlib.sha256(self.data).hexdigest()[:32]}"', self.put_at
+        assert self.file is not None
+        st = self.file.stat()
+        key = f"{self.file}:{st.st_size}:{st.st_mtime_ns}".encode()
+        return st.st_size, f'"{hashlib.sha256(key).hexdigest()[:32]}"', st.st_mtime
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` .. ``end`` inclusive, at most one chunk in memory."""
+        if self.data is not None:
+            for offset in range(start, end + 1, _CHUNK):
+                yield self.data[offset : min(offset + _CHUNK, end + 1)]
+            return
+        assert self.file is not None
+        with self.file.open("rb") as handle:
+            handle.seek(start)
+            remaining = end + 1 - start
+            while remaining > 0:
+                block = handle.read(min(_CHUNK, remaining))
+                if not block:
+                    return
+                remaining -= len(block)
+                yield block
+
+
+class ListServer:
+    """Threaded HTTPS server on 127.0.0.1; ``port=0`` picks a free port. Use as a context manager."""
+
+    def __init__(self, cert_pem: bytes = b"", key_pem: bytes = b"", *, tls: bool = True, port: int = 0) -> None:
+        """Prepare (not start) the server; raises ValueError when TLS is asked for without a credential."""
+        if tls and not (cert_pem and key_pem):
+            raise ValueError("ListServer: tls=True needs cert_pem and key_pem")
+        self._tls = _server_context(cert_pem, key_pem) if tls else None
+        self._requested_port = port
+        self._lock = threading.Lock()
+        self._resources: dict[str, _Resource] = {}
+        self._faults: dict[str, deque[Fault]] = {}
+        self._hits: dict[str, int] = {}
+        self._headers: dict[str, CaseInsensitiveDict[str]] = {}
+        self._seen: list[tuple[str, str]] = []
+        self._tokens: list[tuple[str, str]] = []
+        self._connections: set[socket.socket] = set()
+        self.stopping = threading.Event()
+        self._httpd: _HTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def start(self) -> Self:
+        """Bind 127.0.0.1 and serve in a background thread."""
+        httpd = _HTTPServer(("127.0.0.1", self._requested_port), self, self._tls)
+        self._httpd = httpd
+        self.stopping.clear()
+        self._thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05},
+                                        name=f"ListServer:{self.port}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, drop open connections and join every thread."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        self.stopping.set()
+        httpd.shutdown()
+        with self._lock:
+            open_connections = list(self._connections)
+        for conn in open_connections:
+            # Keep-alive handlers block reading the next request; a shutdown wakes them with EOF.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        """The bound port (only meaningful once started)."""
+        if self._httpd is None:
+            raise RuntimeError("ListServer is not running")
+        return int(self._httpd.server_address[1])
+
+    def url(self, path: str) -> str:
+        """``https://127.0.0.1:PORT/path`` (``http`` when TLS is off)."""
+        scheme = "https" if self._tls else "http"
+        return f"{scheme}://127.0.0.1:{self.port}{_norm(path)}"
+
+    # -- content and behaviour -------------------------------------------------------------------------
+    def put(self, path: str, data: bytes) -> None:
+        """Serve ``data`` at ``path`` (replacing what was there)."""
+        with self._lock:
+            self._resources[_norm(path)] = _Resource(data=bytes(data))
+
+    def put_file(self, path: str, file_path: Path) -> None:
+        """Serve the file at ``file_path`` at ``path``, streamed from disk on every request."""
+        with self._lock:
+            self._resources[_norm(path)] = _Resource(file=Path(file_path))
+
+    def remove(self, path: str) -> None:
+        """Stop serving ``path`` (404 from now on)."""
+        with self._lock:
+            self._resources.pop(_norm(path), None)
+
+    def require_token(self, path_prefix: str, token: str) -> None:
+        """Answer 401 under ``path_prefix`` unless Basic credentials are ``token:x-oauth-basic``."""
+        with self._lock:
+            self._tokens.append((_norm(path_prefix), token))
+
+    def inject(self, path: str, fault: Fault) -> None:
+        """Queue ``fault`` for the next request to ``path``; several faults are consumed in order."""
+        with self._lock:
+            self._faults.setdefault(_norm(path), deque()).append(fault)
+
+    def hits(self, path: str) -> int:
+        """How many requests reached ``path``."""
+        with self._lock:
+            return self._hits.get(_norm(path), 0)
+
+    def last_headers(self, path: str) -> CaseInsensitiveDict[str]:
+        """Request headers of the last request to ``path`` (empty if none)."""
+        with self._lock:
+            return CaseInsensitiveDict(self._headers.get(_norm(path), {}))
+
+    def requests_seen(self) -> list[tuple[str, str]]:
+        """(method, request target) of every request, in order."""
+        with self._lock:
+            return list(self._seen)
+
+    # -- used by the handler ---------------------------------------------------------------------------
+    def record(self, method: str, target: str, headers: Mapping[str, str]) -> Fault | None:
+        """Count the request and hand out the next queued fault for its path."""
+        path = urlsplit(target).path
+        with self._lock:
+            self._seen.append((method, target))
+            self._hits[path] = self._hits.get(path, 0) + 1
+            self._headers[path] = CaseInsensitiveDict(headers)
+            queue = self._faults.get(path)
+            return queue.popleft() if queue else None
+
+    def authorised(self, path: str, authorization: str | None) -> bool:
+        """Whether ``authorization`` satisfies every token guarding ``path``."""
+        with self._lock:
+            guards = [token for prefix, token in self._tokens if path.startswith(prefix)]
+        for token in guards:
+            expected = "Basic " + base64.b64encode(f"{token}:x-oauth-basic".encode()).decode()
+            if not hmac.compare_digest(expected.encode(), (authorization or "").encode()):
+                return False
+        return True
+
+    def resource(self, path: str) -> _Resource | None:
+        """What is served at ``path``."""
+        with self._lock:
+            return self._resources.get(path)
+
+    def track(self, conn: socket.socket, active: bool) -> None:
+        """Remember open connections so :meth:`stop` can wake their handlers."""
+        with self._lock:
+            if active:
+                self._connections.add(conn)
+            else:
+                self._connections.discard(conn)
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    # Non-daemon threads joined on close: a stopped server leaves no thread behind.
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, address: tuple[str, int], owner: ListServer, context: ssl.SSLContext | None) -> None:
+        self.owner = owner
+        self.context = context
+        super().__init__(address, _Handler)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        conn: socket.socket = request
+        conn.settimeout(30)
+        if self.context is not None:
+            # Handshake here, in the connection's thread, so a slow or failing client never blocks accept().
+            try:
+                conn = self.context.wrap_socket(conn, server_side=True)
+            except (ssl.SSLError, OSError) as exc:
+                log.debug("TLS handshake with %s failed: %s", client_address, exc)
+                request.close()
+                return
+        self.owner.track(conn, True)
+        try:
+            _Handler(conn, client_address, self)
+        except _Abort:
+            pass
+        except OSError as exc:
+            log.debug("connection from %s ended: %s", client_address, exc)
+        finally:
+            self.owner.track(conn, False)
+            conn.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Tests provoke broken connections on purpose: no tracebacks on stderr.
+        log.debug("error serving %s", client_address, exc_info=True)
+
+
+def _server_context(cert_pem: bytes, key_pem: bytes) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    # load_cert_chain only reads files: hand it a private temporary copy, removed at once.
+    with tempfile.TemporaryDirectory(prefix="imagesync-tls-") as tmp:
+        pem = Path(tmp) / "server.pem"
+        pem.write_bytes(cert_pem.rstrip(b"\n") + b"\n" + key_pem)
+        context.load_cert_chain(pem)
+    return context
+
+
+def _norm(path: str) -> str:
+    return path if path.startswith("/") else f"/{path}"
+
+
+_RANGE = re.compile(r"bytes=(\d+)-(\d*)")
+
+
+class _Abort(Exception):
+    """Raised by the handler to drop the connection without any response."""
+
+
+class Unsatisfiable(Exception):
+    """The requested range starts beyond the end of the resource."""
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Parse a single ``bytes=N-`` / ``bytes=N-M`` range; None means serve it all. Raises Unsatisfiable."""
+    match = _RANGE.fullmatch((header or "").strip())
+    if match is None:
+        return None  # absent, multi-range or malformed: RFC 9110 lets a server ignore it
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) else size - 1
+    if start >= size or end < start:
+        raise Unsatisfiable
+    return start, min(end, size - 1)
+
+
+def not_modified(headers: Mapping[str, str], etag: str, mtime: float) -> bool:
+    """RFC 9110 conditional GET: If-None-Match decides when present, else If-Modified-Since."""
+    inm = headers.get("If-None-Match")
+    if inm is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in inm.split(",")}
+        return "*" in tags or etag in tags
+    ims = headers.get("If-Modified-Since")
+    if ims is None:
+        return False
+    try:
+        since = parsedate_to_datetime(ims).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return int(mtime) <= since
+
+
+def http_date(timestamp: float) -> str:
+    """An IMF-fixdate for headers."""
+    return formatdate(timestamp, usegmt=True)
+
+
+def reset_connection(conn: socket.socket) -> None:
+    """Make the kernel send RST instead of FIN when ``conn`` closes."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _HTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _serve(self, *, head: bool) -> None:
+        owner = self.server.owner
+        path = urlsplit(self.path).path
+        fault = owner.record(self.command, self.path, dict(self.headers.items()))
+        resource = owner.resource(path)
+        if fault is not None:
+            self._fault(fault, resource, head=head)
+        elif not owner.authorised(path, self.headers.get("Authorization")):
+            self._simple(401, b"token missing or rejected\n", head, {"WWW-Authenticate": 'Basic realm="imagesync"'})
+        elif resource is None:
+            self._simple(404, b"not found\n", head)
+        else:
+            self._content(resource, head=head)
+
+    def _content(self, resource: _Resource, *, head: bool) -> None:
+        size, etag, mtime = resource.describe()
+        validators = {"ETag": etag, "Last-Modified": http_date(mtime), "Accept-Ranges": "bytes"}
+        if not_modified(CaseInsensitiveDict(self.headers.items()), etag, mtime):
+            self._simple(304, b"", True, validators)
+            return
+        try:
+            span = byte_range(self.headers.get("Range"), size)
+        except Unsatisfiable:
+            self._simple(416, b"", head, {"Content-Range": f"bytes */{size}"})
+            return
+        start, end = span if span is not None else (0, size - 1)
+        self.send_response(206 if span is not None else 200)
+        for name, value in validators.items():
+            self.send_header(name, value)
+        if span is not None:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.send_header("Content-Length", str(end + 1 - start))
+        self.end_headers()
+        if not head:
+            for block in resource.chunks(start, end):
+                self.wfile.write(block)
+
+    def _simple(self, code: int, body: bytes, head: bool, headers: Mapping[str, str] | None = None) -> None:
+        self.send_response(code)
+        merged = {"Content-Length": str(len(body)), **(headers or {})}
+        for name, value in merged.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body and not head:
+            self.wfile.write(body)
+
+    def _fault(self, fault: Fault, resource: _Resource | None, *, head: bool) -> None:
+        log.debug("injecting %s on %s", fault.kind, self.path)
+        size = resource.describe()[0] if resource else 0
+        if fault.kind == "status":
+            self._simple(fault.code, fault.body, head, dict(fault.headers))
+        elif fault.kind == "reset":
+            reset_connection(self.connection)
+            raise _Abort  # unwinds past http.server's flush; finish_request then closes the socket
+        elif fault.kind == "stall":
+            self._announce(size)
+            self.server.owner.stopping.wait(fault.seconds)
+            self._stream(resource, size)
+        elif fault.kind == "truncate":
+            self._announce(size)
+            self._stream(resource, min(fault.n_bytes, size))
+            self.close_connection = True
+        elif fault.kind == "oversize":
+            self._junk(fault)
+
+    def _announce(self, length: int) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.flush()
+
+    def _stream(self, resource: _Resource | None, length: int) -> None:
+        if resource is not None and length > 0:
+            for block in resource.chunks(0, length - 1):
+                self.wfile.write(block)
+
+    def _junk(self, fault: Fault) -> None:
+        self.close_connection = True
+        self.send_response(200)
+        if fault.declare_length:
+            self.send_header("Content-Length", str(fault.n_bytes))
+        else:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        block = b"x" * _CHUNK
+        remaining = fault.n_bytes
+        while remaining > 0 and not self.server.owner.stopping.is_set():
+            self.wfile.write(block[: min(_CHUNK, remaining)])
+            remaining -= _CHUNK
