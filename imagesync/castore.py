@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from itertools import pairwise
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 from typing import Literal
 

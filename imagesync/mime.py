@@ -10,8 +10,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from itertools import pairwise
 from dataclasses import dataclass
+from itertools import pairwise
 
 from imagesync.errors import MalformedSignatureError
 

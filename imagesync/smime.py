@@ -153,7 +153,8 @@ def _hash_name(name: str, allow_sha1: bool) -> str:
     if name == "sha1" and allow_sha1:
         return name
     if name in ("md2", "md5", "sha1"):
-        raise WeakAlgorithmError(f"signature uses {name.upper()}, which is refused", hint="trust.allow_sha1 permits SHA-1")
+        raise WeakAlgorithmError(f"signature uses {name.upper()}, which is refused",
+                                 hint="trust.allow_sha1 permits SHA-1")
     if name not in _HASHES:
         raise MalformedSignatureError(f"unsupported digest algorithm {name}")
     return name

@@ -23,8 +23,16 @@ from imagesync.errors import (
     UntrustedSignerError,
     WeakAlgorithmError,
 )
-from tests.support.samples import FORMS, TestPKI, hepix_list, list_for, openssl_sign, oracle_verify, tamper, \
-    tamper_embedded
+from tests.support.samples import (
+    FORMS,
+    TestPKI,
+    hepix_list,
+    list_for,
+    openssl_sign,
+    oracle_verify,
+    tamper,
+    tamper_embedded,
+)
 
 NOW = datetime.now(UTC)
 GOOD_FORMS = [f for f in FORMS if f not in ("nocerts", "sha1")]

@@ -85,9 +85,11 @@ def test_full_example(tmp_path: Path) -> None:
     ({"lists": {"bad name!": {"url": "https://h/l"}}}, "lists.bad name!: names may use"),
     ({"lists": ["https://h/l"]}, "lists: expected a mapping"),
     ({"targets": {"t": {}}}, "targets.t.driver: required"),
-    ({"targets": {"t": {"driver": "ftp"}}}, "targets.t.driver: 'ftp' is not allowed (allowed: glance, noop, directory)"),
+    ({"targets": {"t": {"driver": "ftp"}}},
+     "targets.t.driver: 'ftp' is not allowed (allowed: glance, noop, directory)"),
     ({"targets": {"t": {"driver": "directory"}}}, "targets.t.path: required for the directory driver"),
-    ({"targets": {"t": {"driver": "noop", "retire": {"mode": "burn"}}}}, "targets.t.retire.mode: 'burn' is not allowed"),
+    ({"targets": {"t": {"driver": "noop", "retire": {"mode": "burn"}}}},
+     "targets.t.retire.mode: 'burn' is not allowed"),
     ({"targets": {"t": {"driver": "noop", "retire": {"delete_after": "soon"}}}}, "is not a duration"),
     ({"targets": {"t": {"driver": "noop", "visibility": "everyone"}}}, "targets.t.visibility: 'everyone'"),
 ])
