@@ -126,7 +126,7 @@ def lists_cmd(obj: Context, fmt: str) -> None:
 @click.pass_obj
 def demo(obj: Context) -> None:
     """Serve a freshly signed demo list over HTTPS on 127.0.0.1 and show it fetched, verified and parsed."""
-    from imagesync.demo import run_demo
+    from imagesync.demo.run import run_demo
 
     sys.exit(run_demo(echo=click.echo))
 

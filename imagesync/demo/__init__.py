@@ -1,1 +1,1 @@
-"""The local demo: an ephemeral PKI, a signed list served over HTTPS, and a real sync."""
+"""The local demo and the building blocks it shares with the tests (PKI, HTTPS list server, demo world)."""

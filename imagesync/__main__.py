@@ -1,0 +1,5 @@
+"""``python -m imagesync``."""
+
+from imagesync.cli import main
+
+main()

@@ -1,0 +1,140 @@
+"""The CLI as operators run it (a real subprocess) against the demo world: real HTTPS, real signed lists."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from imagesync.demo.server import Fault
+from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[DemoWorld]:
+    with build(tmp_path) as w:
+        w.publish(demo_images())
+        yield w
+
+
+def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, "-m", "imagesync", *(["--config", str(config)] if config else []), *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+
+
+def add_lists(world: DemoWorld, lists: dict[str, object]) -> Path:
+    path = world.write_config()
+    data = yaml.safe_load(path.read_text())
+    data["lists"].update(lists)
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_lists_text(world: DemoWorld) -> None:
+    result = run("lists", config=world.write_config())
+    assert result.returncode == 0, result.stderr
+    assert "demo: OK" in result.stdout
+    assert "signer:  /DC=org/DC=imagesync-demo/O=Hosts/CN=lists.demo.invalid" in result.stdout
+    assert "images:  2" in result.stdout
+    assert "list=demo result=ok" in result.stderr
+    assert world.token not in result.stdout + result.stderr
+
+
+def test_lists_json_one_bad_list_others_shown(world: DemoWorld) -> None:
+    world.server.put("/public/plain.list", b'{"not": "signed"}')
+    config = add_lists(world, {
+        "missing": {"url": world.server.url("/store/vo/none/image.list")},
+        "plain": {"url": world.server.url("/public/plain.list"), "signature": "none"},
+    })
+    result = run("lists", "--format", "json", config=config)
+    assert result.returncode == 1
+    entries = {e["name"]: e for e in json.loads(result.stdout)["lists"]}
+    assert entries["demo"]["status"] == "ok" and entries["demo"]["images"] == 2
+    assert entries["demo"]["signer"]["ca"] == "/DC=org/DC=imagesync-demo/CN=imagesync Demo CA"
+    assert entries["missing"]["status"] == "failed"
+    assert entries["missing"]["error"].startswith("missing: ")
+    assert entries["plain"]["status"] == "failed" and entries["plain"]["unsigned"] is True
+    assert "hv:imagelist" in entries["plain"]["error"]
+
+
+def test_unsigned_list_is_marked(world: DemoWorld) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from tests.support.samples import hepix_list
+    now = datetime.now(UTC)
+    world.server.put("/public/unsigned.list", hepix_list(identifier="u", created=now, expires=now + timedelta(days=1),
+                                                         endorser_dn="/CN=x", endorser_ca="/CN=y"))
+    config = add_lists(world, {"unsigned": {"url": world.server.url("/public/unsigned.list"), "signature": "none"}})
+    text = run("lists", config=config)
+    assert text.returncode == 0, text.stdout + text.stderr
+    assert "unsigned: OK  UNSIGNED" in text.stdout
+    data = json.loads(run("lists", "--format", "json", config=config).stdout)
+    assert [e["unsigned"] for e in data["lists"]] == [False, True]
+
+
+def test_verify_url_with_token_in_userinfo_never_shows_token(world: DemoWorld) -> None:
+    config = world.write_config()
+    url = world.list_url.replace("https://", f"https://{world.token}:x-oauth-basic@")
+    result = run("-v", "verify", url, "--format", "json", config=config)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["verified"] is True and data["error"] is None
+    assert data["list"]["images"] == 2 and data["signer"]["dn"].endswith("CN=lists.demo.invalid")
+    assert data["source"] == world.list_url
+    assert world.token not in result.stdout + result.stderr
+
+
+def test_verify_wrong_token_and_bad_endorser(world: DemoWorld) -> None:
+    config = world.write_config()
+    bad = run("-v", "verify", world.list_url.replace("https://", "https://WRONGTOKEN99:x-oauth-basic@"), config=config)
+    assert bad.returncode == 1
+    assert "NOT VERIFIED" in bad.stdout and "401" in bad.stdout
+    assert "WRONGTOKEN99" not in bad.stdout + bad.stderr
+    other = run("verify", "demo", "--endorser-dn", "/DC=org/CN=someone else", "--endorser-ca", "/DC=org/CN=CA",
+                config=config)
+    assert other.returncode == 2 and "configured with another endorser" in other.stderr
+
+
+def test_verify_file_with_options(world: DemoWorld, tmp_path: Path) -> None:
+    signed = world.publish(demo_images("2.0"))
+    path = tmp_path / "image.list"
+    path.write_bytes(signed)
+    ok = run("verify", str(path), "--ca-dir", str(world.ca_dir), "--crl", "require",
+             "--endorser-dn", "/DC=org/DC=imagesync-demo/O=Hosts/CN=lists.demo.invalid",
+             "--endorser-ca", "CN=imagesync Demo CA,DC=imagesync-demo,DC=org")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith(f"VERIFIED  {path}")
+    wrong = run("verify", str(path), "--ca-dir", str(world.ca_dir), "--endorser-dn", "/CN=other", "--endorser-ca",
+                "/CN=x")
+    assert wrong.returncode == 1 and "not by the configured endorser" in wrong.stdout
+
+
+def test_verify_named_list_after_server_errors(world: DemoWorld) -> None:
+    world.server.inject(LIST_PATH, Fault.status(503, headers={"Retry-After": "1"}))
+    result = run("verify", "demo", config=world.write_config())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert world.server.hits(LIST_PATH) == 2
+
+
+def test_config_error_exit_2_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "imagesync.yaml"
+    path.write_text("download:\n  concurency: 3\n")
+    result = run("lists", config=path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"imagesync: error: {path}: download.concurency: unknown key"
+
+
+def test_missing_config(tmp_path: Path) -> None:
+    result = run("lists", config=tmp_path / "none.yaml")
+    assert result.returncode == 2 and "file not found" in result.stderr
+
+
+def test_demo_command() -> None:
+    result = run("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "demo: OK" in result.stdout and "demo: FAILED" in result.stdout
