@@ -102,7 +102,8 @@ def _candidates(detached: bytes | None, embedded: bytes | None) -> list[bytes]:
             raise MalformedSignatureError("detached signature without the signed content")
         return [embedded]
     # openssl canonicalises to CRLF unless -binary; mail transports may have turned CRLF into LF.
-    canonical = detached.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    already = detached.count(b"\n") == detached.count(b"\r\n")
+    canonical = detached if already else detached.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     options = [canonical] if canonical == detached else [canonical, detached]
     if embedded is not None:
         if embedded not in options and embedded.replace(b"\r\n", b"\n") != detached.replace(b"\r\n", b"\n"):
@@ -113,6 +114,12 @@ def _candidates(detached: bytes | None, embedded: bytes | None) -> list[bytes]:
 
 def _signer_cert(info: cms.SignerInfo, certs: list[_Cert]) -> _Cert:
     sid = info["sid"]
+    if sid.name == "issuer_and_serial_number":
+        # Fast path: the encoder usually copies the issuer bytes verbatim; asn1crypto's normalising compare is slow.
+        issuer_der = sid.chosen["issuer"].dump()
+        for cert in certs:
+            if cert.asn1.serial_number == sid.chosen["serial_number"].native and cert.asn1.issuer.dump() == issuer_der:
+                return cert
     for cert in certs:
         if sid.name == "subject_key_identifier":
             if cert.asn1.key_identifier == sid.chosen.native:
