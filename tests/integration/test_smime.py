@@ -23,6 +23,7 @@ from imagesync.errors import (
     UntrustedSignerError,
     WeakAlgorithmError,
 )
+from imagesync.model import VerifiedContent
 from tests.support.samples import (
     FORMS,
     TestPKI,
@@ -42,7 +43,7 @@ def store(directory: Path, crl: CrlMode = "if_present") -> CAStore:
     return CAStore.load(directory, crl)
 
 
-def check(blob: bytes, directory: Path, crl: CrlMode = "if_present", allow_sha1: bool = False) -> smime.VerifiedContent:
+def check(blob: bytes, directory: Path, crl: CrlMode = "if_present", allow_sha1: bool = False) -> VerifiedContent:
     # Not NOW: the openssl-made sha1 certificate starts at its creation second, after this module was imported.
     return smime.verify(blob, store(directory, crl), now=datetime.now(UTC), allow_sha1=allow_sha1)
 
@@ -52,8 +53,9 @@ def test_every_form_verifies_like_openssl(pki: TestPKI, form: str) -> None:
     content = list_for(pki.ec if form == "ec" else pki.valid)
     blob = openssl_sign(form, content, pki=pki)
     assert oracle_verify(blob, pki.ca_dir, crl_check=True, binary=form == "detached_binary")
-    for mode in ("if_present", "require"):
-        verified = check(blob, pki.ca_dir, mode)  # type: ignore[arg-type]
+    modes: tuple[CrlMode, ...] = ("if_present", "require")
+    for mode in modes:
+        verified = check(blob, pki.ca_dir, mode)
         assert json.loads(verified.content) == json.loads(content)
         # SignerInfos are a SET: with two signers the order is the encoder's.
         assert (pki.ec if form == "ec" else pki.valid).dn in [s.dn for s in verified.signers]
