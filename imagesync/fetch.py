@@ -105,9 +105,7 @@ class Fetcher:
         """Build the trust context and the session. Raises FetchError if ``policy.ca_dir`` cannot be read."""
         self._policy = policy
         self._sleep = sleep
-        self._session = session or requests.Session()
-        self._session.headers["User-Agent"] = f"imagesync/{__version__}"
-        self._session.mount("https://", _TrustAdapter(trust_context(policy.ca_dir)))
+        self._session = trusting_session(policy.ca_dir, session)
 
     def close(self) -> None:
         """Release pooled connections."""
@@ -160,6 +158,15 @@ class Fetcher:
                                response.headers.get("Last-Modified", last_modified))
             content = read_body(response, url, self._policy)
             return Fetched(content, False, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+
+
+def trusting_session(ca_dir: Path | None, session: requests.Session | None = None) -> requests.Session:
+    """``session`` (or a new one) set up to trust the system store plus ``ca_dir``, whatever the environment's
+    CA bundle variables say. Raises FetchError if ``ca_dir`` cannot be read."""
+    session = session or requests.Session()
+    session.headers["User-Agent"] = f"imagesync/{__version__}"
+    session.mount("https://", _TrustAdapter(trust_context(ca_dir)))
+    return session
 
 
 def trust_context(ca_dir: Path | None) -> ssl.SSLContext:
