@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 SignatureKind = Literal["smime", "gpg", "none"]
@@ -67,3 +67,98 @@ class ImageList:
     vo: str | None
     images: tuple[Image, ...]
     attributes: Mapping[str, object]
+
+
+ActionKind = Literal["add", "update", "update-metadata", "retire", "keep"]
+RetireMode = Literal["deactivate", "hide", "delete"]
+ListState = Literal["ok", "unchanged", "failed"]
+
+
+@dataclass(frozen=True)
+class DesiredImage:
+    """An image some verified list wants in the targets, with the per-list settings applied."""
+
+    list_name: str
+    list_identifier: str
+    image: Image
+    prefix: str = ""
+    vo: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.list_name, self.image.identifier, self.image.version)
+
+
+@dataclass(frozen=True)
+class ListDesire:
+    """What one subscribed list says this run. ``status == "failed"`` means unknown: nothing of it may retire."""
+
+    name: str
+    status: ListState
+    expires: datetime | None = None
+    images: tuple[DesiredImage, ...] = ()
+    subset: tuple[str, ...] = ()
+    on_expiry: Literal["retire", "keep"] = "retire"
+    # Verified (signature, endorser) but past dc:date:expires: on_expiry decides what happens to its images.
+    expired: bool = False
+
+
+@dataclass(frozen=True)
+class Held:
+    """An image a target really holds that carries our tag (the target's own view, normalised by its driver)."""
+
+    target_id: str
+    list_name: str | None
+    identifier: str | None
+    version: str | None
+    sha512: str | None
+    active: bool = True
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Known:
+    """What the state remembers of one target image (the memory of why)."""
+
+    record_id: int
+    list_name: str
+    identifier: str
+    version: str
+    sha512: str
+    state: str
+    target_id: str | None
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class TargetPolicy:
+    name: str
+    keep_versions: int = 0
+    retire_mode: RetireMode = "deactivate"
+    delete_after: timedelta | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    target: str
+    list_name: str
+    identifier: str
+    version: str
+    kind: ActionKind
+    reason: str
+    title: str | None = None
+    desired: DesiredImage | None = None
+    target_id: str | None = None
+    retire_mode: RetireMode | None = None
+    # Old versions an update retires once the new one is active (DESIGN invariant 3).
+    supersedes: tuple[str, ...] = ()
+    adopt: bool = False
+
+
+@dataclass(frozen=True)
+class Plan:
+    actions: tuple[Action, ...]
+    notes: tuple[str, ...] = ()
+
+    def for_target(self, target: str) -> tuple[Action, ...]:
+        return tuple(a for a in self.actions if a.target == target)

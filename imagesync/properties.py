@@ -1,0 +1,55 @@
+"""What imagesync writes about an image into a target (DESIGN §6), shared by every driver. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from imagesync.model import DesiredImage
+
+_MIB = 1024 * 1024
+_GIB = 1024 * _MIB
+
+
+def image_name(desired: DesiredImage) -> str:
+    """``<prefix><dc:title> <hv:version>`` (the identifier stands in for a missing title)."""
+    image = desired.image
+    return f"{desired.prefix}{image.title or image.identifier} {image.version}"
+
+
+def vo_of(desired: DesiredImage) -> str | None:
+    return desired.vo or desired.image.vo
+
+
+def digest(desired: DesiredImage) -> str:
+    """A fingerprint of everything that ends up in the metadata: a change means update-metadata."""
+    material = {"attributes": desired.image.attributes, "prefix": desired.prefix, "vo": vo_of(desired),
+                "list_id": desired.list_identifier}
+    return hashlib.sha256(json.dumps(material, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def properties(desired: DesiredImage, *, tag: str, disk_format: str, virtual_size: int) -> dict[str, str]:
+    """The flat string properties of DESIGN §6 (ownership, compatibility, scheduling)."""
+    image = desired.image
+    props = {
+        "imagesync_tag": tag,
+        "imagesync_list": desired.list_name,
+        "imagesync_list_id": desired.list_identifier,
+        "imagesync_image_id": image.identifier,
+        "imagesync_version": image.version,
+        "imagesync_sha512": image.sha512,
+        "imagesync_digest": digest(desired),
+        "vmcatcher_event_ad_mpuri": image.mpuri or "",
+        "vmcatcher_event_dc_title": image.title or "",
+        "vmcatcher_event_dc_description": image.description or "",
+        "APPLIANCE_ATTRIBUTES": json.dumps(dict(image.attributes), sort_keys=True, default=str),
+        "ad_vo": vo_of(desired) or "",
+        "os_distro": (image.os_name or "").lower(),
+        "os_version": image.os_version or "",
+        "architecture": image.arch or "",
+        "min_ram": str(image.ram_minimum or 0),
+        "min_disk": str(-(-virtual_size // _GIB)),
+        "disk_format": disk_format,
+        "container_format": "bare",
+    }
+    return {key: value for key, value in props.items() if value != ""}
