@@ -62,13 +62,18 @@ class Verifier:
 
 
 def accept(raw: bytes, expect: Expectation, verifier: Verifier, *, source: str, now: datetime,
-           previous_created: datetime | None = None, detached: bytes | None = None) -> AcceptedList:
-    """Verify, parse and check one list. Every ImagesyncError raised names ``source``."""
+           previous_created: datetime | None = None, detached: bytes | None = None,
+           fresh: bool = True) -> AcceptedList:
+    """Verify, parse and check one list. Every ImagesyncError raised names ``source``.
+
+    With ``fresh=False`` expiry and rollback are left to the caller (see :func:`hepix.check_freshness`).
+    """
     try:
         verified = verifier.signature(raw, expect, now=now, detached=detached)
         image_list = hepix.parse(verified.content, source=source)
         signer = check_endorser(verified, expect.endorser, image_list) if verified.kind == "smime" else verified.signer
-        hepix.check_freshness(image_list, now=now, previous_created=previous_created, source=source)
+        if fresh:
+            hepix.check_freshness(image_list, now=now, previous_created=previous_created, source=source)
     except ImagesyncError as exc:
         raise exc.about(source) from None
     return AcceptedList(verified=verified, image_list=image_list, signer=signer)

@@ -12,11 +12,12 @@ from typing import Any, NoReturn
 
 import click
 
-from imagesync import config, logs, redact, report
+from imagesync import atomic, config, gc, logs, pipeline, redact, report
 from imagesync.accept import Verifier
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
-from imagesync.pipeline import collect_lists, load_list, make_fetcher
+from imagesync.gather import ListOutcome, ListStage, make_fetcher
+from imagesync.state import StateStore
 
 log = logging.getLogger(__name__)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -69,7 +70,7 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
                         gpg_home=trust.gpg_home, allow_sha1=trust.allow_sha1)
     fetcher = make_fetcher(settings)
     try:
-        outcome = load_list(item, fetcher, verifier, now=datetime.now(UTC))
+        outcome = ListStage(fetcher=fetcher, verifier=verifier, now=datetime.now(UTC)).load(item)
     finally:
         fetcher.close()
     if fmt == "json":
@@ -98,7 +99,7 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
                         gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
 
 
-def _verify_json(outcome: Any, item: ListSettings) -> dict[str, Any]:
+def _verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
     accepted = outcome.accepted
     fields = report.accepted_fields(accepted) if accepted is not None else None
     return {
@@ -114,12 +115,96 @@ def _verify_json(outcome: Any, item: ListSettings) -> dict[str, Any]:
 def lists_cmd(obj: Context, fmt: str) -> None:
     """Fetch, verify and parse every subscribed list and show its status."""
     settings = obj.settings()
-    outcomes = collect_lists(settings, now=datetime.now(UTC))
+    outcomes = pipeline.collect_lists(settings, now=datetime.now(UTC))
     if fmt == "json":
         _print_json({"lists": [report.list_entry(o) for o in outcomes]})
     else:
         click.echo(report.lists_text(outcomes))
     sys.exit(EXIT_PARTIAL if any(o.status == "failed" for o in outcomes) else EXIT_OK)
+
+
+def _sync_options(func: Any) -> Any:
+    for option in reversed([
+        click.option("--list", "list_names", multiple=True, metavar="NAME", help="Only this list (repeatable)."),
+        click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this target (repeatable)."),
+        FORMAT,
+        click.option("--report-file", type=click.Path(dir_okay=False, path_type=Path),
+                     help="Also write the JSON report here (atomically)."),
+    ]):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Show the plan; change nothing.")
+@_sync_options
+@click.pass_obj
+def sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
+         report_file: Path | None) -> None:
+    """Bring every target in step with the subscribed lists."""
+    _run_sync(obj, dry_run, list_names, target_names, fmt, report_file)
+
+
+@cli.command("plan")
+@_sync_options
+@click.pass_obj
+def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
+             report_file: Path | None) -> None:
+    """Show what sync would do (same as sync --dry-run)."""
+    _run_sync(obj, True, list_names, target_names, fmt, report_file)
+
+
+def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
+              report_file: Path | None) -> None:
+    settings = obj.settings()
+    _check_names("--list", list_names, [item.name for item in settings.lists])
+    _check_names("--target", target_names, [t.name for t in settings.targets])
+    if not settings.targets:
+        raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",
+                          subject=str(settings.source))
+    result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names)
+    data = report.sync_json(result)
+    if report_file is not None:
+        atomic.write_bytes(report_file, (json.dumps(data, indent=2) + "\n").encode())
+    if fmt == "json":
+        _print_json(data)
+    else:
+        click.echo(report.sync_text(result))
+    sys.exit(result.exit_code)
+
+
+def _check_names(option: str, given: tuple[str, ...], known: list[str]) -> None:
+    unknown = [name for name in given if name not in known]
+    if unknown:
+        raise click.UsageError(f"{option} {unknown[0]}: not configured (known: {', '.join(known) or 'none'})")
+
+
+@cli.command()
+@click.option("--list", "list_name", metavar="NAME", help="Only images of this list.")
+@FORMAT
+@click.pass_obj
+def images(obj: Context, list_name: str | None, fmt: str) -> None:
+    """Known images, their versions and, per target, their ids and states (from the state, no network)."""
+    settings = obj.settings()
+    with StateStore.open(settings.state_dir) as store:
+        data = report.images_json(store, list_name)
+    if fmt == "json":
+        _print_json(data)
+    else:
+        click.echo(report.images_text(data))
+
+
+@cli.command("gc")
+@click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
+@click.pass_obj
+def gc_cmd(obj: Context, dry_run: bool) -> None:
+    """Prune downloaded images, conversions and partial files the state no longer needs."""
+    settings = obj.settings()
+    removed = gc.collect(settings, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path, size in removed:
+        click.echo(f"{verb} {path} ({size / 1024**2:.1f} MiB)")
+    click.echo(f"{verb} {len(removed)} file(s), {sum(s for _, s in removed) / 1024**2:.1f} MiB")
 
 
 @cli.command()

@@ -268,18 +268,19 @@ def check_freshness(lst: ImageList, *, now: datetime, previous_created: datetime
 
     Raises ListExpiredError if ``lst.expires <= now``; RollbackError if ``lst.created < previous_created``.
     """
-    if _utc(lst.expires) <= _utc(now):
-        raise ListExpiredError(
-            f"list {lst.identifier} expired at {_iso(lst.expires)} (now {_iso(now)})",
-            subject=source,
-            hint="the publisher has to re-sign the list",
-        )
+    # Rollback first: a replayed old list that has also expired must stay 'unknown', never retire anything.
     if previous_created is not None and _utc(lst.created) < _utc(previous_created):
         raise RollbackError(
             f"list {lst.identifier} was created {_iso(lst.created)}, before the copy accepted earlier "
             f"(created {_iso(previous_created)})",
             subject=source,
             hint="an old list is being replayed; check the server",
+        )
+    if _utc(lst.expires) <= _utc(now):
+        raise ListExpiredError(
+            f"list {lst.identifier} expired at {_iso(lst.expires)} (now {_iso(now)})",
+            subject=source,
+            hint="the publisher has to re-sign the list",
         )
 
 

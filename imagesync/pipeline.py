@@ -1,91 +1,187 @@
-"""Composes the stages of a run. For now: fetch -> verify -> parse -> check for each subscribed list."""
+"""Composes the stages of a run (DESIGN §1) and is the single place where ``--dry-run`` stops it."""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Literal
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 
-from imagesync import gpg, redact
-from imagesync.accept import AcceptedList, Expectation, Verifier, accept
-from imagesync.config import ListSettings, Settings
-from imagesync.errors import ImagesyncError
-from imagesync.fetch import Fetcher, FetchPolicy
+from imagesync import lock
+from imagesync.config import Settings, TargetSettings
+from imagesync.download import Downloader, DownloadPolicy
+from imagesync.drivers import base as drivers
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ImagesyncError
+from imagesync.execute import ActionResult, Executor, TargetRuntime
+from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
+from imagesync.lifecycle import TargetState, allowed
+from imagesync.model import Held, Plan, TargetPolicy
+from imagesync.plan import diff
+from imagesync.state import StateStore
 
 log = logging.getLogger(__name__)
-ListStatus = Literal["ok", "unchanged", "failed"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
-class ListOutcome:
-    settings: ListSettings
-    status: ListStatus
-    error: str | None
-    accepted: AcceptedList | None
+class TargetStatus:
+    name: str
+    status: str
+    error: str | None = None
 
 
-def expectation(item: ListSettings) -> Expectation:
-    return Expectation(signature=item.signature, endorser=item.endorser, gpg_fingerprints=item.gpg_fingerprints)
+@dataclass
+class SyncResult:
+    dry_run: bool
+    started_at: datetime
+    finished_at: datetime | None = None
+    lists: list[ListOutcome] = field(default_factory=list)
+    targets: list[TargetStatus] = field(default_factory=list)
+    plan: Plan = field(default_factory=lambda: Plan(actions=()))
+    results: list[ActionResult] = field(default_factory=list)
+    bytes_downloaded: int = 0
+    exit_code: int = EXIT_OK
 
 
-def make_verifier(settings: Settings) -> Verifier:
-    trust = settings.trust
-    return Verifier(ca_dir=trust.ca_dir, crl=trust.crl, gpg_home=trust.gpg_home, allow_sha1=trust.allow_sha1)
-
-
-def make_fetcher(settings: Settings) -> Fetcher:
-    download = settings.download
-    ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
-    return Fetcher(FetchPolicy(timeout=download.timeout, retries=download.retries,
-                               max_bytes=download.max_list_size, ca_dir=ca_dir))
-
-
-def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = (),
-                  fetcher: Fetcher | None = None, verifier: Verifier | None = None) -> list[ListOutcome]:
-    """Fetch, verify, parse and check every enabled (or every named) list; failures are outcomes, not raises."""
-    chosen = [item for item in settings.lists if (item.name in names if names else item.enabled)]
-    own_fetcher = fetcher is None
-    fetcher = fetcher or make_fetcher(settings)
-    verifier = verifier or make_verifier(settings)
+def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = ()) -> list[ListOutcome]:
+    """Fetch, verify, parse and check lists without touching any state (``lists``, the demo)."""
+    fetcher = make_fetcher(settings)
     try:
-        return [load_list(item, fetcher, verifier, now=now) for item in chosen]
+        stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now)
+        return [stage.load(item) for item in selected(settings, names)]
     finally:
-        if own_fetcher:
-            fetcher.close()
+        fetcher.close()
 
 
-def load_list(item: ListSettings, fetcher: Fetcher, verifier: Verifier, *, now: datetime,
-              previous_created: datetime | None = None) -> ListOutcome:
-    """One list, isolated: whatever goes wrong becomes a ``failed`` outcome with a one-line error."""
+def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
+         clock: Callable[[], datetime] = utcnow) -> SyncResult:
+    """One run. Raises LockHeldError (another run), ConfigError; everything else ends up in the result."""
+    result = SyncResult(dry_run=dry_run, started_at=clock())
+    with ExitStack() as stack:
+        if not dry_run:
+            stack.enter_context(lock.acquire(settings.state_dir))
+        store = stack.enter_context(_state(settings, dry_run))
+        run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
+        result.lists = _gather(settings, store, lists, result.started_at, record=not dry_run)
+        chosen = [t for t in settings.targets if not targets or t.name in targets]
+        runtimes, inventory = _connect(chosen, result, stack)
+        known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
+        policies = [_policy(t) for t in chosen if t.name in runtimes]
+        result.plan = diff([o.desire for o in result.lists], known, inventory, now=result.started_at, targets=policies)
+        for note in result.plan.notes:
+            log.warning("%s", note)
+        if dry_run:
+            result.results = [ActionResult(a, "done" if a.kind == "keep" else "planned", None, a.target_id)
+                              for a in result.plan.actions]
+        else:
+            _reconcile(store, inventory, clock())
+            result.results, result.bytes_downloaded = _execute(settings, store, runtimes, result.plan, clock)
+        result.exit_code = exit_code(result)
+        result.finished_at = clock()
+        if run_id is not None:
+            store.finish_run(run_id, exit_code=result.exit_code, counts=summary(result), at=result.finished_at)
+    return result
+
+
+@contextmanager
+def _state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
+    # A dry run on a machine that never ran imagesync must not create the state: use a throwaway one.
+    if dry_run and not (settings.state_dir / "state.db").exists():
+        with tempfile.TemporaryDirectory(prefix="imagesync-dry-") as tmp, StateStore.open(Path(tmp)) as store:
+            yield store
+        return
+    with StateStore.open(settings.state_dir) as store:
+        yield store
+
+
+def _gather(settings: Settings, store: StateStore, names: tuple[str, ...], now: datetime, *,
+            record: bool) -> list[ListOutcome]:
+    fetcher = make_fetcher(settings)
     try:
-        raw = _content(fetcher.fetch(item.url, name=item.name, token=item.token).content, item.name)
-        detached = _detached_signature(item, raw, fetcher)
-        accepted = accept(raw, expectation(item), verifier, source=item.name, now=now,
-                          previous_created=previous_created, detached=detached)
-    except ImagesyncError as exc:
-        message = exc.about(item.name).one_line()
-        log.info("list=%s result=failed error=%s", item.name, message)
-        return ListOutcome(settings=item, status="failed", error=message, accepted=None)
-    except Exception as exc:
-        # A bug must not cost the other lists their run (DESIGN invariant 6); the traceback goes to -v.
-        log.debug("list=%s unexpected error", item.name, exc_info=True)
-        message = redact.text(f"{item.name}: unexpected error: {type(exc).__name__}: {exc} (run with -v for details)")
-        log.info("list=%s result=failed error=%s", item.name, message)
-        return ListOutcome(settings=item, status="failed", error=message, accepted=None)
-    log.info("list=%s result=ok signature=%s images=%d", item.name, accepted.verified.kind,
-             len(accepted.image_list.images))
-    return ListOutcome(settings=item, status="ok", error=None, accepted=accepted)
+        stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now, store=store, record=record)
+        outcomes = [stage.load(item) for item in selected(settings, names)]
+    finally:
+        fetcher.close()
+    if record:
+        for outcome in outcomes:
+            for wanted in outcome.desire.images:
+                store.upsert_image(outcome.settings.name, wanted.image, at=now)
+    return outcomes
 
 
-def _content(content: bytes | None, name: str) -> bytes:
-    if content is None:
-        raise ImagesyncError("server answered 304 Not Modified to an unconditional request", subject=name)
-    return content
+def _connect(chosen: list[TargetSettings], result: SyncResult,
+             stack: ExitStack) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
+    runtimes: dict[str, TargetRuntime] = {}
+    inventory: dict[str, list[Held]] = {}
+    for target in chosen:
+        try:
+            driver = drivers.load(target)
+            stack.callback(driver.close)
+            inventory[target.name] = driver.inventory()
+        except ImagesyncError as exc:
+            message = exc.about(f"target {target.name}").one_line()
+            log.error("target=%s result=unreachable error=%s", target.name, message)
+            result.targets.append(TargetStatus(target.name, "failed", message))
+            continue
+        formats = target.disk_formats or driver.capabilities.formats
+        runtimes[target.name] = TargetRuntime(driver=driver, formats=formats)
+        result.targets.append(TargetStatus(target.name, "ok"))
+    return runtimes, inventory
 
 
-def _detached_signature(item: ListSettings, raw: bytes, fetcher: Fetcher) -> bytes | None:
-    if item.signature != "gpg" or gpg.is_clearsigned(raw):
-        return None
-    url = item.signature_url or f"{item.url}.asc"
-    return _content(fetcher.fetch(url, name=f"{item.name} (signature)", token=item.token).content, item.name)
+def _policy(target: TargetSettings) -> TargetPolicy:
+    retire = target.retire
+    return TargetPolicy(name=target.name, keep_versions=retire.keep_versions, retire_mode=retire.mode,
+                        delete_after=retire.delete_after)
+
+
+def _reconcile(store: StateStore, inventory: dict[str, list[Held]], now: datetime) -> None:
+    """The target is the truth: records of images it no longer holds become ``deleted``."""
+    for target, held in inventory.items():
+        present = {h.target_id for h in held}
+        for record in store.target_images(target=target):
+            gone = record.target_id is not None and record.target_id not in present
+            if gone and allowed(record.state, TargetState.DELETED) and record.state != TargetState.DELETED:
+                store.transition(record.id, TargetState.DELETED, at=now, error="no longer in the target")
+
+
+def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRuntime], plan: Plan,
+             clock: Callable[[], datetime]) -> tuple[list[ActionResult], int]:
+    d = settings.download
+    policy = DownloadPolicy(concurrency=d.concurrency, retries=d.retries, timeout=d.timeout,
+                            min_free_space=d.min_free_space, max_image_size=d.max_image_size)
+    ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
+    downloader = Downloader(settings.cache_dir, policy, ca_dir=ca_dir)
+    try:
+        executor = Executor(store=store, targets=runtimes, downloader=downloader, cache_dir=settings.cache_dir,
+                            max_size=d.max_image_size, now=clock)
+        return executor.run(plan), downloader.bytes_fetched
+    finally:
+        downloader.close()
+
+
+def exit_code(result: SyncResult) -> int:
+    """DESIGN §2: 3 when nothing could be done, 1 when anything failed, else 0."""
+    lists_ok = [o for o in result.lists if o.status != "failed"]
+    targets_ok = [t for t in result.targets if t.status == "ok"]
+    if (result.lists and not lists_ok) or (result.targets and not targets_ok):
+        return EXIT_NOTHING_DONE
+    failed = (len(lists_ok) < len(result.lists) or len(targets_ok) < len(result.targets)
+              or any(r.status == "failed" for r in result.results))
+    return EXIT_PARTIAL if failed else EXIT_OK
+
+
+def summary(result: SyncResult) -> dict[str, int]:
+    counts = {kind: 0 for kind in ("add", "update", "update-metadata", "retire", "keep")}
+    for item in result.results:
+        if item.status != "failed":
+            counts[item.action.kind] += 1
+    counts["failed"] = sum(1 for r in result.results if r.status == "failed")
+    counts["bytes_downloaded"] = result.bytes_downloaded
+    return counts

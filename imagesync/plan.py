@@ -145,7 +145,8 @@ class _TargetPlanner:
         else:
             reason = f"new version {image.version} (was {', '.join(sorted({h.version or '?' for h in live}))})"
         retiring, kept = self._split_kept(live)
-        action = self._new(item, "update", reason, supersedes=tuple(h.target_id for h in retiring))
+        action = self._new(item, "update", reason, supersedes=tuple(h.target_id for h in retiring),
+                           retire_mode=self.target.retire_mode)
         inactive = self._retire_inactive([h for h in older if not h.active], item.list_name)
         return [action, *self._kept(item, kept), *inactive]
 
@@ -187,11 +188,11 @@ class _TargetPlanner:
         return actions
 
     def _new(self, item: DesiredImage, kind: ActionKind, reason: str, *, target_id: str | None = None,
-             supersedes: tuple[str, ...] = (), adopt: bool = False) -> Action:
+             supersedes: tuple[str, ...] = (), adopt: bool = False, retire_mode: RetireMode | None = None) -> Action:
         image = item.image
         return Action(target=self.target.name, list_name=item.list_name, identifier=image.identifier,
                       version=image.version, kind=kind, reason=reason, title=image.title, desired=item,
-                      target_id=target_id, supersedes=supersedes, adopt=adopt)
+                      target_id=target_id, supersedes=supersedes, adopt=adopt, retire_mode=retire_mode)
 
     def _action(self, held: Held, list_name: str, kind: ActionKind, reason: str, *,
                 mode: RetireMode | None = None) -> Action:

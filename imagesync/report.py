@@ -7,7 +7,10 @@ from typing import Any
 
 from imagesync import redact
 from imagesync.accept import AcceptedList
-from imagesync.pipeline import ListOutcome
+from imagesync.execute import ActionResult
+from imagesync.gather import ListOutcome
+from imagesync.pipeline import SyncResult, summary
+from imagesync.state import StateStore
 
 
 def iso(value: datetime | None) -> str | None:
@@ -65,3 +68,74 @@ def accepted_text(accepted: AcceptedList) -> str:
         ("images", str(fields["images"])),
     ]
     return "\n".join(f"  {key + ':':<9}{value}" for key, value in lines)
+
+
+def action_entry(result: ActionResult) -> dict[str, Any]:
+    """One ``actions[]`` entry of the JSON report."""
+    action = result.action
+    return {"target": action.target, "list": action.list_name, "image": action.identifier, "version": action.version,
+            "title": action.title, "action": action.kind, "reason": action.reason, "status": result.status,
+            "error": result.error, "target_id": result.target_id}
+
+
+def sync_json(result: SyncResult) -> dict[str, Any]:
+    """The JSON report of DESIGN §2 (fields may be added, never renamed)."""
+    return {
+        "version": 1, "dry_run": result.dry_run, "started_at": iso(result.started_at),
+        "finished_at": iso(result.finished_at), "exit_code": result.exit_code,
+        "lists": [list_entry(o) for o in result.lists],
+        "targets": [{"name": t.name, "status": t.status, "error": t.error} for t in result.targets],
+        "actions": [action_entry(r) for r in result.results],
+        "summary": summary(result),
+        "notes": list(result.plan.notes),
+    }
+
+
+def sync_text(result: SyncResult) -> str:
+    """What a person reads after ``sync`` or ``plan``: failures and changes, then one summary line."""
+    lines = ["DRY RUN: nothing was changed"] if result.dry_run else []
+    for outcome in result.lists:
+        count = len(outcome.accepted.image_list.images) if outcome.accepted else 0
+        unsigned = " UNSIGNED" if outcome.settings.signature == "none" else ""
+        state = f"FAILED: {outcome.error}" if outcome.status == "failed" else f"{outcome.status}, {count} images"
+        lines.append(f"list {outcome.settings.name}{unsigned}: {state}")
+    lines += [f"target {t.name}: FAILED: {t.error}" for t in result.targets if t.status != "ok"]
+    for item in result.results:
+        if item.action.kind == "keep" and item.status != "failed":
+            continue
+        a = item.action
+        status = f"FAILED: {item.error}" if item.status == "failed" else item.status
+        lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}")
+    lines += [f"note: {note}" for note in result.plan.notes]
+    counts = summary(result)
+    lines.append(f"{'planned' if result.dry_run else 'done'}: {counts['add']} add, {counts['update']} update, "
+                 f"{counts['update-metadata']} update-metadata, {counts['retire']} retire, {counts['keep']} keep, "
+                 f"{counts['failed']} failed; {counts['bytes_downloaded'] / 1024**2:.1f} MiB downloaded; "
+                 f"exit {result.exit_code}")
+    return "\n".join(lines)
+
+
+def images_json(store: StateStore, list_name: str | None) -> dict[str, Any]:
+    """``imagesync images --format json``: every known image version with its copies in the targets."""
+    copies: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in store.target_images(list_name=list_name):
+        copies.setdefault((record.list_name, record.identifier, record.version), []).append({
+            "target": record.target, "target_id": record.target_id, "state": record.state.value,
+            "error": record.error})
+    entries = [{"list": r.list_name, "image": r.identifier, "version": r.version, "title": r.title,
+                "sha512": r.sha512, "size": r.size, "last_seen": iso(r.last_seen),
+                "targets": copies.get((r.list_name, r.identifier, r.version), [])}
+               for r in store.images(list_name)]
+    return {"images": entries}
+
+
+def images_text(data: dict[str, Any]) -> str:
+    if not data["images"]:
+        return "no images known yet (run imagesync sync)"
+    lines = []
+    for entry in data["images"]:
+        lines.append(f"{entry['list']}/{entry['image']} {entry['version']}  {entry['title'] or ''}  "
+                     f"sha512={entry['sha512'][:16]}... size={entry['size']}")
+        lines += [f"  {c['target']}: {c['state']} {c['target_id'] or '-'}" + (f"  ({c['error']})" if c["error"] else "")
+                  for c in entry["targets"]]
+    return "\n".join(lines)

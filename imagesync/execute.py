@@ -1,0 +1,230 @@
+"""Carrying out a plan: download once per image, convert per target, push, retire; record every step.
+
+Each action is isolated (invariant 6): its failure is recorded and reported, the others go on. Within one
+target, adds and updates run before retirements, and an update retires the versions it supersedes only once
+the new version is active (invariant 3). An illegal lifecycle transition is a bug and is not caught here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from imagesync import convert, redact
+from imagesync.download import Downloaded, Downloader, DownloadError, DownloadRequest
+from imagesync.drivers.base import Driver, Upload
+from imagesync.errors import ImagesyncError
+from imagesync.lifecycle import IllegalTransition, TargetState, allowed
+from imagesync.model import Action, Plan, RetireMode
+from imagesync.state import StateStore, TargetImageRecord
+
+log = logging.getLogger(__name__)
+Status = Literal["planned", "done", "failed", "skipped"]
+S = TargetState
+_FORWARD = (S.PENDING, S.DOWNLOADED, S.UPLOADING, S.ACTIVE)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: Action
+    status: Status
+    error: str | None = None
+    target_id: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetRuntime:
+    """What the executor needs of one reachable target."""
+
+    driver: Driver
+    formats: tuple[str, ...]
+
+
+class Executor:
+    def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
+                 cache_dir: Path, max_size: int, now: Callable[[], datetime]) -> None:
+        self.store = store
+        self.targets = targets
+        self.downloader = downloader
+        self.cache_dir = cache_dir
+        self.max_size = max_size
+        self.now = now
+        self._downloads: dict[str, Downloaded | DownloadError] = {}
+
+    def run(self, plan: Plan) -> list[ActionResult]:
+        """Carry out every action of the plan whose target is reachable."""
+        actions = [a for a in plan.actions if a.target in self.targets]
+        self._download(actions)
+        return [self._isolated(action) for action in actions]
+
+    def _download(self, actions: list[Action]) -> None:
+        wanted = {a.desired.image.sha512: a for a in actions if a.kind in ("add", "update") and a.desired}
+        requests = [DownloadRequest(sha512=sha, size=a.desired.image.size, url=a.desired.image.uri,
+                                    name=f"{a.list_name}/{a.identifier}")
+                    for sha, a in wanted.items() if a.desired is not None]
+        self._downloads = self.downloader.fetch_all(requests) if requests else {}
+
+    def _isolated(self, action: Action) -> ActionResult:
+        try:
+            result = self._one(action)
+        except IllegalTransition:
+            raise
+        except ImagesyncError as exc:
+            result = ActionResult(action, "failed", redact.text(exc.one_line()), action.target_id)
+        except Exception as exc:
+            log.debug("unexpected error in %s", action, exc_info=True)
+            result = ActionResult(action, "failed", redact.text(f"unexpected error: {type(exc).__name__}: {exc}"),
+                                  action.target_id)
+        log_action(result)
+        return result
+
+    def _one(self, action: Action) -> ActionResult:
+        if action.kind in ("add", "update"):
+            return self._add(action)
+        if action.kind == "update-metadata":
+            return self._refresh(action)
+        if action.kind == "retire":
+            return self._retire(action)
+        if action.adopt and action.target_id is not None:
+            self._adopt(action, action.target_id)
+        return ActionResult(action, "done", None, action.target_id)
+
+    # -- add / update -------------------------------------------------------------------------------------
+
+    def _add(self, action: Action) -> ActionResult:
+        assert action.desired is not None
+        image = action.desired.image
+        record = self._fresh_record(action)
+        fetched = self._downloads.get(image.sha512)
+        if not isinstance(fetched, Downloaded):
+            error = fetched.one_line() if fetched is not None else "not downloaded"
+            self._fail(record, error)
+            return ActionResult(action, "failed", error)
+        record = self._advance(record, S.DOWNLOADED)
+        runtime = self.targets[action.target]
+        try:
+            prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
+                                       cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
+                                       max_size=self.max_size)
+            record = self._advance(record, S.UPLOADING)
+            upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
+                            virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size)
+            target_id = runtime.driver.add(upload)
+        except (ImagesyncError, OSError) as exc:
+            error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
+            self._fail(record, error)
+            return ActionResult(action, "failed", redact.text(error))
+        self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
+        errors = [self._supersede(action, old) for old in action.supersedes]
+        failed = [e for e in errors if e]
+        if failed:
+            return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
+                                target_id)
+        return ActionResult(action, "done", None, target_id)
+
+    def _fresh_record(self, action: Action) -> TargetImageRecord:
+        image = action.desired.image if action.desired else None
+        assert image is not None
+        record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                             identifier=image.identifier, version=image.version,
+                                             sha512=image.sha512, at=self.now())
+        if record.state in (S.ACTIVE, S.SUPERSEDED, S.RETIRED):
+            # The plan adds what the target does not hold: this copy is gone (the target is the truth).
+            self.store.transition(record.id, S.DELETED, at=self.now(), error="gone from the target")
+            record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                                 identifier=image.identifier, version=image.version,
+                                                 sha512=image.sha512, at=self.now())
+        return record
+
+    def _advance(self, record: TargetImageRecord, wanted: TargetState) -> TargetImageRecord:
+        if record.state == wanted:
+            return record
+        if record.state == S.FAILED or record.state not in _FORWARD:
+            return self.store.transition(record.id, wanted, at=self.now())
+        for state in _FORWARD[_FORWARD.index(record.state) + 1: _FORWARD.index(wanted) + 1]:
+            record = self.store.transition(record.id, state, at=self.now())
+        return record
+
+    def _fail(self, record: TargetImageRecord, error: str) -> None:
+        if allowed(record.state, S.FAILED):
+            self.store.transition(record.id, S.FAILED, error=error, at=self.now())
+        else:
+            self.store.record_error(record.id, error=error, at=self.now())
+
+    # -- metadata, adoption, retirement ----------------------------------------------------------------------
+
+    def _refresh(self, action: Action) -> ActionResult:
+        assert action.desired is not None and action.target_id is not None
+        record = self._record_of(action.target, action.target_id)
+        reactivate = record is not None and record.state in (S.RETIRED, S.SUPERSEDED)
+        self.targets[action.target].driver.update_metadata(action.target_id, action.desired,
+                                                           reactivate=reactivate or action.adopt)
+        if action.adopt or record is None:
+            self._adopt(action, action.target_id)
+        else:
+            self.store.transition(record.id, S.ACTIVE, at=self.now())
+        return ActionResult(action, "done", None, action.target_id)
+
+    def _adopt(self, action: Action, target_id: str) -> None:
+        image = action.desired.image if action.desired else None
+        if image is None:
+            return
+        record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                             identifier=image.identifier, version=image.version,
+                                             sha512=image.sha512, at=self.now())
+        if record.state != S.ACTIVE:
+            record = self._advance(record, S.UPLOADING) if record.state in _FORWARD else record
+            self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
+
+    def _retire(self, action: Action) -> ActionResult:
+        assert action.target_id is not None
+        mode: RetireMode = action.retire_mode or "deactivate"
+        record = self._record_of(action.target, action.target_id)
+        try:
+            self.targets[action.target].driver.retire(action.target_id, mode)
+        except ImagesyncError as exc:
+            if record is not None:
+                self.store.record_error(record.id, error=exc.one_line(), at=self.now())
+            raise
+        if record is not None:
+            self._record_retired(record, mode)
+        return ActionResult(action, "done", None, action.target_id)
+
+    def _supersede(self, action: Action, old_id: str) -> str | None:
+        record = self._record_of(action.target, old_id)
+        mode: RetireMode = action.retire_mode or "deactivate"
+        try:
+            self.targets[action.target].driver.retire(old_id, mode)
+        except ImagesyncError as exc:
+            if record is not None:
+                self.store.record_error(record.id, error=exc.one_line(), at=self.now())
+            return exc.one_line()
+        if record is not None:
+            if allowed(record.state, S.SUPERSEDED):
+                record = self.store.transition(record.id, S.SUPERSEDED, at=self.now())
+            self._record_retired(record, mode)
+        log.info("list=%s image=%s target=%s action=retire target_id=%s reason=superseded result=done",
+                 action.list_name, action.identifier, action.target, old_id)
+        return None
+
+    def _record_retired(self, record: TargetImageRecord, mode: RetireMode) -> None:
+        new = S.DELETED if mode == "delete" else S.RETIRED
+        if record.state != new and allowed(record.state, new):
+            self.store.transition(record.id, new, at=self.now())
+
+    def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
+        matches = [r for r in self.store.target_images(target=target) if r.target_id == target_id
+                   and r.state != S.DELETED]
+        return max(matches, key=lambda r: r.id) if matches else None
+
+
+def log_action(result: ActionResult) -> None:
+    action = result.action
+    extra = f" error={result.error}" if result.error else ""
+    line = (f"list={action.list_name} image={action.identifier} version={action.version} target={action.target} "
+            f"action={action.kind} result={result.status}{extra}")
+    (log.warning if result.status == "failed" else log.info)("%s", line)
