@@ -62,7 +62,7 @@ class Fetched:
     last_modified: str | None
 
 
-class _Failed(Exception):
+class AttemptFailed(Exception):
     """One failed attempt: the operator's message and hint, and whether trying again may help."""
 
     def __init__(self, message: str, hint: str, *, retry: bool = False, retry_after: float | None = None) -> None:
@@ -127,7 +127,7 @@ class Fetcher:
             log.debug("list=%s url=%s attempt=%d", name, redact.url(clean), attempt + 1)
             try:
                 return self._attempt(clean, headers, auth, etag, last_modified)
-            except _Failed as failed:
+            except AttemptFailed as failed:
                 if not failed.retry or attempt == self._policy.retries:
                     suffix = f"; gave up after {attempt + 1} attempts" if failed.retry else ""
                     raise FetchError(redact.text(failed.message + suffix), subject=name,
@@ -252,23 +252,23 @@ def _too_large(where: str, max_bytes: int, name: str) -> FetchError:
 
 
 def check_status(response: requests.Response, url: str, *, token_sent: bool) -> None:
-    """Raise _Failed for any status but 2xx and 304; 429 and 5xx are marked retryable."""
+    """Raise AttemptFailed for any status but 2xx and 304; 429 and 5xx are marked retryable."""
     code = response.status_code
     where = f"cannot fetch {redact.url(url)}: HTTP {code}"
     if 200 <= code < 300 or code == 304:
         return
     if code == 429 or code >= 500:
         after = retry_after(response.headers.get("Retry-After"))
-        raise _Failed(where, "server busy or failing; try again later", retry=True, retry_after=after)
+        raise AttemptFailed(where, "server busy or failing; try again later", retry=True, retry_after=after)
     if code == 401:
         hint = "check token/token_file" if token_sent else "this list needs a token: set token, token_file or token_env"
-        raise _Failed(f"{where}: token missing or rejected", hint)
+        raise AttemptFailed(f"{where}: token missing or rejected", hint)
     if code == 403:
-        raise _Failed(f"{where}: forbidden", "check that the token grants access to this list")
+        raise AttemptFailed(f"{where}: forbidden", "check that the token grants access to this list")
     if code == 404:
-        raise _Failed(f"{where}: not found", "check the URL")
+        raise AttemptFailed(f"{where}: not found", "check the URL")
     reason = redact.text(str(response.reason or ""))[:80]
-    raise _Failed(f"{where} {reason}".rstrip(), "check the URL and the server")
+    raise AttemptFailed(f"{where} {reason}".rstrip(), "check the URL and the server")
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -288,24 +288,24 @@ def retry_after(value: str | None, now: float | None = None) -> float | None:
 
 
 def read_body(response: requests.Response, url: str, policy: FetchPolicy) -> bytes:
-    """Stream the body under the cap; raises _Failed when too large, truncated or stalled."""
+    """Stream the body under the cap; raises AttemptFailed when too large, truncated or stalled."""
     cap = policy.max_bytes
     declared = _declared_length(response)
     if declared is not None and declared > cap:
-        raise _Failed(f"cannot fetch {redact.url(url)}: Content-Length {declared} exceeds the cap of {cap} bytes",
+        raise AttemptFailed(f"cannot fetch {redact.url(url)}: Content-Length {declared} exceeds the cap of {cap} bytes",
                       "not an image list, or raise the size cap")
     body = bytearray()
     try:
         for chunk in response.iter_content(_CHUNK):
             body += chunk
             if len(body) > cap:
-                raise _Failed(f"cannot fetch {redact.url(url)}: body exceeds the cap of {cap} bytes",
+                raise AttemptFailed(f"cannot fetch {redact.url(url)}: body exceeds the cap of {cap} bytes",
                               "not an image list, or raise the size cap")
     except requests.exceptions.ContentDecodingError as exc:
-        raise _Failed(f"cannot fetch {redact.url(url)}: corrupt compressed body", "check the server") from exc
+        raise AttemptFailed(f"cannot fetch {redact.url(url)}: corrupt compressed body", "check the server") from exc
     except requests.RequestException as exc:
         if _has(exc, ReadTimeoutError, TimeoutError):
-            raise _Failed(f"cannot fetch {redact.url(url)}: stalled, no data for {policy.timeout:g}s",
+            raise AttemptFailed(f"cannot fetch {redact.url(url)}: stalled, no data for {policy.timeout:g}s",
                           "server or network too slow", retry=True) from exc
         raise _truncated(url, len(body), declared) from exc
     if declared is not None and len(body) < declared:
@@ -323,44 +323,44 @@ def _declared_length(response: requests.Response) -> int | None:
         return None
 
 
-def _truncated(url: str, got: int, declared: int | None) -> _Failed:
+def _truncated(url: str, got: int, declared: int | None) -> AttemptFailed:
     of = f" of {declared}" if declared is not None else ""
-    return _Failed(f"cannot fetch {redact.url(url)}: truncated (got {got}{of} bytes)", "connection dropped; try again",
-                   retry=True)
+    return AttemptFailed(f"cannot fetch {redact.url(url)}: truncated (got {got}{of} bytes)",
+                         "connection dropped; try again", retry=True)
 
 
-def request_failure(exc: requests.RequestException, url: str, policy: FetchPolicy) -> _Failed:
-    """Turn a requests exception raised before any response into a _Failed with an operator's message."""
+def request_failure(exc: requests.RequestException, url: str, policy: FetchPolicy) -> AttemptFailed:
+    """Turn a requests exception raised before any response into a AttemptFailed with an operator's message."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
     where = f"cannot fetch {redact.url(url)}"
     verify = _find(exc, ssl.SSLCertVerificationError)
     if verify is not None:
         detail = redact.text(str(verify.verify_message or verify.reason or ""))
-        return _Failed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
+        return AttemptFailed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
                        f"is the server's CA in {policy.ca_dir or 'the CA directory'}?")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _Failed(f"{where}: connect to {host} timed out after {policy.connect_timeout:g}s",
+        return AttemptFailed(f"{where}: connect to {host} timed out after {policy.connect_timeout:g}s",
                        "check the network and firewall", retry=True)
     if isinstance(exc, requests.exceptions.ReadTimeout):
-        return _Failed(f"{where}: no response within {policy.timeout:g}s (stalled)", "server too slow",
+        return AttemptFailed(f"{where}: no response within {policy.timeout:g}s (stalled)", "server too slow",
                        retry=True)
     if isinstance(exc, requests.exceptions.SSLError):
-        return _Failed(f"{where}: TLS handshake with {host} failed", "check the server's TLS setup", retry=True)
+        return AttemptFailed(f"{where}: TLS handshake with {host} failed", "check the server's TLS setup", retry=True)
     if isinstance(exc, requests.exceptions.ConnectionError):
         return _connection_failure(exc, where, host, parts.port)
-    return _Failed(f"{where}: {type(exc).__name__}", "check the URL")
+    return AttemptFailed(f"{where}: {type(exc).__name__}", "check the URL")
 
 
-def _connection_failure(exc: BaseException, where: str, host: str, port: int | None) -> _Failed:
+def _connection_failure(exc: BaseException, where: str, host: str, port: int | None) -> AttemptFailed:
     if _has(exc, NameResolutionError, socket.gaierror):
-        return _Failed(f"{where}: cannot resolve host {host}", "check the URL and DNS", retry=True)
+        return AttemptFailed(f"{where}: cannot resolve host {host}", "check the URL and DNS", retry=True)
     if _has(exc, ConnectionRefusedError):
-        return _Failed(f"{where}: connection refused by {host}:{port or 'default port'}", "is the server up?",
+        return AttemptFailed(f"{where}: connection refused by {host}:{port or 'default port'}", "is the server up?",
                        retry=True)
     if _has(exc, ConnectionResetError, RemoteDisconnected, BrokenPipeError):
-        return _Failed(f"{where}: connection reset by {host}", "network or server trouble", retry=True)
-    return _Failed(f"{where}: connection to {host} failed", "check the network", retry=True)
+        return AttemptFailed(f"{where}: connection reset by {host}", "network or server trouble", retry=True)
+    return AttemptFailed(f"{where}: connection to {host} failed", "check the network", retry=True)
 
 
 def _causes(exc: BaseException) -> Iterator[BaseException]:

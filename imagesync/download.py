@@ -1,0 +1,507 @@
+"""Image URL -> verified file in the content-addressed cache (DESIGN §7).
+
+Bytes are streamed in large chunks: the calling thread reads the network while a second thread hashes (sha512)
+and appends to ``partial/<sha512>.partial``, so hashing overlaps the transfer and memory stays bounded by a few
+chunks. A partial left by an earlier attempt or run is resumed with ``Range``. Only a file whose size and sha512
+matched is renamed into ``images/<sha512[:2]>/<sha512>``: nothing corrupt is ever served from the cache.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import logging
+import os
+import queue
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from imagesync import redact
+from imagesync.errors import ImagesyncError
+from imagesync.fetch import AttemptFailed, FetchPolicy, check_status, request_failure, trusting_session
+
+log = logging.getLogger(__name__)
+
+GiB = 1024**3
+MiB = 1024**2
+_BACKOFF_CAP = 60.0
+_BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 once writeback is nudged
+_WRITEBACK = 64 * MiB  # bytes written between two nudges to the kernel to start writing them out
+_SHA512 = re.compile(r"^[0-9a-f]{128}$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
+_NETWORK_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
+
+
+class DownloadError(ImagesyncError):
+    """An image could not be downloaded or did not match its listed size or sha512."""
+
+
+class DiskFullError(DownloadError):
+    """Not enough free space in the cache for an image (checked before starting, or ENOSPC while writing)."""
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One image to download: its sha512 is the cache key, ``name`` ("list/identifier") is for messages."""
+
+    sha512: str
+    size: int
+    url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How patient, parallel and careful downloads are."""
+
+    concurrency: int = 2
+    retries: int = 5  # extra attempts after the first
+    timeout: float = 60.0  # read timeout: seconds without progress
+    connect_timeout: float = 10.0
+    backoff: float = 1.0  # base seconds of the exponential backoff
+    min_free_space: int = 10 * GiB
+    max_image_size: int = 200 * GiB
+    chunk_size: int = 4 * MiB
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A verified image in the cache; ``fetched_bytes`` is what this run transferred (0 when cached)."""
+
+    path: Path
+    sha512: str
+    size: int
+    fetched_bytes: int
+
+
+class _Fatal(Exception):
+    """The download cannot succeed by trying again; ``discard`` says whether the partial is worthless."""
+
+    def __init__(self, message: str, hint: str, *, discard: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.discard = discard
+
+
+class _Partial:
+    """The ``.partial`` file of one image and the running sha512 of exactly the bytes it holds."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.hasher = hashlib.sha512()
+        self.length = 0
+        self.fetched = 0
+
+    def load(self, expected_size: int, chunk_size: int) -> None:
+        """Hash what an earlier attempt left; a partial longer than the image is worthless."""
+        self.hasher, self.length = hashlib.sha512(), 0
+        if not self.path.exists():
+            return
+        if self.path.stat().st_size > expected_size:
+            self.reset()
+            return
+        with self.path.open("rb") as handle:
+            while block := handle.read(chunk_size):
+                self.hasher.update(block)
+                self.length += len(block)
+
+    def reset(self) -> None:
+        """Start again from zero."""
+        self.path.unlink(missing_ok=True)
+        self.hasher, self.length = hashlib.sha512(), 0
+
+
+class _Stage:
+    """One thread fed by a bounded queue; hashlib and file writes release the GIL, so stages overlap."""
+
+    def __init__(self, name: str, work: Callable[[memoryview], object], then: queue.Queue[Any]) -> None:
+        self._work = work
+        self._then = then
+        self.queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+        self.error: OSError | None = None
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def join(self) -> None:
+        self.queue.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while (item := self.queue.get()) is not None:
+            if self.error is None:  # after a failure keep passing buffers on so the reader never blocks
+                try:
+                    self._work(memoryview(item[0])[: item[1]])
+                except OSError as exc:
+                    self.error = exc
+            self._then.put(item)
+
+
+class _Sink:
+    """A pipeline over a few reused buffers: the reader fills one while the previous is hashed and the one
+    before is written, so the network, sha512 and the disk overlap and memory is ``_BUFFERS`` chunks."""
+
+    def __init__(self, partial: _Partial, chunk_size: int) -> None:
+        self._partial = partial
+        self._handle = partial.path.open("ab", buffering=0)
+        self._end = self._flushed = partial.length
+        self._free: queue.Queue[tuple[bytearray, int]] = queue.Queue()
+        for _ in range(_BUFFERS):
+            self._free.put((bytearray(chunk_size), 0))
+        tag = partial.path.name[:12]
+        self._write = _Stage(f"write:{tag}", self._write_all, self._free)
+        self._hash = _Stage(f"sha512:{tag}", partial.hasher.update, self._write.queue)
+
+    def buffer(self) -> bytearray:
+        """A free buffer to read into (blocks while every buffer is in use). Raises OSError once a write failed."""
+        if self._write.error is not None:
+            raise self._write.error
+        return self._free.get()[0]
+
+    def put(self, buffer: bytearray, n: int) -> None:
+        """Hand the first ``n`` bytes of ``buffer`` on to be hashed and written."""
+        self._hash.queue.put((buffer, n))
+        self._partial.length += n
+
+    def close(self, *, sync: bool) -> None:
+        """Drain both threads, optionally fsync, close. Raises the OSError of a failed write."""
+        self._hash.join()
+        self._write.join()
+        try:
+            if sync and self._write.error is None:
+                os.fsync(self._handle.fileno())
+        except OSError as exc:
+            self._write.error = exc
+        finally:
+            self._handle.close()
+        if self._write.error is not None:
+            raise self._write.error
+
+    def _write_all(self, view: memoryview) -> None:
+        while view:
+            written = self._handle.write(view) or 0
+            view = view[written:]
+            self._end += written
+        if self._end - self._flushed >= _WRITEBACK and hasattr(os, "posix_fadvise"):
+            # Start the disk writing now (Linux begins writeback of dirty pages on DONTNEED), so the fsync
+            # before the rename waits for the last window only, and a big image does not flood the page cache.
+            os.posix_fadvise(self._handle.fileno(), self._flushed, self._end - self._flushed,
+                             os.POSIX_FADV_DONTNEED)
+            self._flushed = self._end
+
+
+class Downloader:
+    """Downloads images into ``cache_dir`` with one HTTP session; thread-safe."""
+
+    def __init__(self, cache_dir: Path, policy: DownloadPolicy, *, ca_dir: Path | None = None,
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
+        """Prepare the cache and the session. Raises FetchError if ``ca_dir`` cannot be read."""
+        self._images = Path(cache_dir) / "images"
+        self._partials = Path(cache_dir) / "partial"
+        self._root = Path(cache_dir)
+        self._policy = policy
+        self._fetch_policy = FetchPolicy(connect_timeout=policy.connect_timeout, timeout=policy.timeout,
+                                         retries=policy.retries, backoff=policy.backoff, ca_dir=ca_dir)
+        self._session = trusting_session(ca_dir, session)
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._bytes_fetched = 0
+
+    @property
+    def bytes_fetched(self) -> int:
+        """Bytes transferred by this downloader so far, over all images and threads."""
+        with self._lock:
+            return self._bytes_fetched
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def cached(self, sha512: str) -> Path | None:
+        """The cached file for ``sha512`` if present (its size is checked by :meth:`fetch`), else None."""
+        path = self._blob(sha512)
+        return path if path.is_file() else None
+
+    def blobs(self) -> list[Path]:
+        """Every file in the image cache (for gc)."""
+        return sorted(p for p in self._images.glob("*/*") if p.is_file())
+
+    def partials(self) -> list[Path]:
+        """Every partial download (for gc)."""
+        return sorted(p for p in self._partials.glob("*.partial") if p.is_file())
+
+    def fetch_all(self, requests: Sequence[DownloadRequest]) -> dict[str, Downloaded | DownloadError]:
+        """Download each distinct sha512 once, ``policy.concurrency`` at a time; never raises DownloadError:
+        each failure is returned as the value for its sha512 while the others go on."""
+        unique = list({request.sha512: request for request in requests}.values())
+        with ThreadPoolExecutor(max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
+            outcomes = list(pool.map(self._fetch_isolated, unique))
+        return {request.sha512: outcome for request, outcome in zip(unique, outcomes, strict=True)}
+
+    def _fetch_isolated(self, request: DownloadRequest) -> Downloaded | DownloadError:
+        try:
+            return self.fetch(request)
+        except DownloadError as exc:
+            log.error("%s", exc)
+            return exc
+
+    def fetch(self, request: DownloadRequest) -> Downloaded:
+        """Return the verified image, from the cache or downloaded. Raises DownloadError (DiskFullError when
+        space runs out) naming the image, with a hint."""
+        _validate(request)
+        with self._key_lock(request.sha512):
+            try:
+                hit = self._from_cache(request)
+                return hit if hit is not None else self._download(request)
+            except OSError as exc:
+                raise _disk_error(request, exc) from exc
+
+    def _key_lock(self, sha512: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(sha512, threading.Lock())
+
+    def _blob(self, sha512: str) -> Path:
+        return self._images / sha512[:2] / sha512
+
+    def _from_cache(self, request: DownloadRequest) -> Downloaded | None:
+        path = self.cached(request.sha512)
+        if path is None:
+            return None
+        size = path.stat().st_size
+        if size != request.size:
+            log.warning("image=%s cached file has %d bytes, expected %d: deleting it", request.name, size,
+                        request.size)
+            path.unlink()
+            return None
+        # Blobs are renamed into place unsynced, so a crash of the machine may leave one torn: check it.
+        digest = _file_sha512(path, self._policy.chunk_size)
+        if digest != request.sha512:
+            log.warning("image=%s cached file %s is corrupt (sha512 %s...): deleting it", request.name, path,
+                        digest[:16])
+            path.unlink()
+            return None
+        log.debug("image=%s cached at %s (sha512 verified)", request.name, path)
+        return Downloaded(path, request.sha512, size, 0)
+
+    def _download(self, request: DownloadRequest) -> Downloaded:
+        started = time.monotonic()
+        if request.size > self._policy.max_image_size:
+            raise DownloadError(f"size {request.size} bytes exceeds max_image_size {self._policy.max_image_size}",
+                                subject=request.name, hint="raise download.max_image_size if this image is wanted")
+        self._partials.mkdir(parents=True, exist_ok=True)
+        partial = _Partial(self._partials / f"{request.sha512}.partial")
+        partial.load(request.size, self._policy.chunk_size)
+        self._check_space(request, partial.length)
+        self._attempts(request, partial)
+        path = self._promote(request, partial)
+        log.info("image=%s result=downloaded bytes=%d seconds=%.1f", request.name, partial.fetched,
+                 time.monotonic() - started)
+        return Downloaded(path, request.sha512, request.size, partial.fetched)
+
+    def _check_space(self, request: DownloadRequest, have: int) -> None:
+        needed = request.size - have
+        free = shutil.disk_usage(self._root).free
+        if free - needed < self._policy.min_free_space:
+            raise DiskFullError(f"not enough free space in {self._root}: need {_human(needed)} plus "
+                                f"min_free_space {_human(self._policy.min_free_space)}, have {_human(free)}",
+                                subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
+
+    def _attempts(self, request: DownloadRequest, partial: _Partial) -> None:
+        attempts = self._policy.retries + 1
+        for attempt in range(1, attempts + 1):
+            log.debug("image=%s url=%s attempt=%d offset=%d", request.name, redact.url(request.url), attempt,
+                      partial.length)
+            try:
+                self._attempt(request, partial)
+                return
+            except _Fatal as fatal:
+                if fatal.discard:
+                    partial.reset()
+                raise DownloadError(redact.text(fatal.message), subject=request.name, hint=fatal.hint) from fatal
+            except AttemptFailed as failed:
+                if not failed.retry or attempt == attempts:
+                    suffix = f"; gave up after {attempt} attempts" if failed.retry else ""
+                    raise DownloadError(redact.text(failed.message + suffix), subject=request.name,
+                                        hint=failed.hint) from failed
+                delay = _delay(self._policy.backoff, attempt, failed.retry_after)
+                log.debug("image=%s attempt=%d failed: %s; retry in %.1fs", request.name, attempt,
+                          redact.text(failed.message), delay)
+                self._sleep(delay)
+
+    def _attempt(self, request: DownloadRequest, partial: _Partial) -> None:
+        if partial.length == request.size:
+            return  # an earlier run got every byte but stopped before the rename: just verify
+        headers = {"Accept-Encoding": "identity"}  # the bytes as listed, never a compressed rendering
+        if partial.length:
+            headers["Range"] = f"bytes={partial.length}-"
+        timeout = (self._policy.connect_timeout, self._policy.timeout)
+        try:
+            response = self._session.get(request.url, headers=headers, stream=True, timeout=timeout)
+        except requests.RequestException as exc:
+            raise request_failure(exc, request.url, self._fetch_policy) from exc
+        with response:
+            self._accept(response, request, partial)
+            self._stream(response, request, partial)
+
+    def _accept(self, response: requests.Response, request: DownloadRequest, partial: _Partial) -> None:
+        """Decide from status and headers whether and where this response's body goes."""
+        url = redact.url(request.url)
+        if response.status_code == 404:
+            raise _Fatal(f"not found at {url}", "check the list's hv:uri", discard=False)
+        if response.status_code == 416:
+            partial.reset()
+            raise AttemptFailed(f"{url} refused the resume range", "restarting from zero", retry=True, retry_after=0.0)
+        check_status(response, request.url, token_sent=False)
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise _Fatal(f"{url} sent a compressed body", "serve the image as-is", discard=False)
+        if response.status_code != 206 or _range_start(response) != partial.length:
+            if partial.length:
+                log.debug("image=%s server ignored the range: restarting from zero", request.name)
+            partial.reset()
+        declared = _content_length(response)
+        if declared is not None and declared != request.size - partial.length:
+            raise _Fatal(f"size mismatch: {url} announces {partial.length + declared} bytes, the list says "
+                         f"{request.size}", "the list or the server is wrong; tell the list's endorser",
+                         discard=False)
+
+    def _stream(self, response: requests.Response, request: DownloadRequest, partial: _Partial) -> None:
+        read_into = _reader(response)
+        remaining = request.size - partial.length
+        sink = _Sink(partial, self._policy.chunk_size)
+        try:
+            while True:
+                buffer = sink.buffer()
+                # One byte more than expected is enough to know the server sends too much.
+                n = read_into(memoryview(buffer)[: min(len(buffer), remaining + 1)])
+                if not n:
+                    break
+                remaining -= n
+                sink.put(buffer, n)
+                self._count(partial, n)
+                if remaining < 0:
+                    raise _Fatal(f"size mismatch: more than the listed {request.size} bytes arrived",
+                                 "the list or the server is wrong", discard=True)
+        except _NETWORK_ERRORS as exc:
+            sink.close(sync=False)  # raises the write error, if that is what stopped us
+            raise _broken(request.url, exc) from exc
+        except BaseException:
+            sink.close(sync=False)
+            raise
+        # No fsync: a multi-GB fsync costs more than the transfer on slow disks. Durability comes from
+        # verification instead: a cached blob is re-hashed before every reuse (see _from_cache).
+        sink.close(sync=False)
+        if remaining > 0:
+            raise AttemptFailed(f"cannot fetch {redact.url(request.url)}: truncated ({partial.length} of "
+                                f"{request.size} bytes)", "connection dropped; try again", retry=True)
+
+    def _count(self, partial: _Partial, n: int) -> None:
+        partial.fetched += n
+        with self._lock:
+            self._bytes_fetched += n
+
+    def _promote(self, request: DownloadRequest, partial: _Partial) -> Path:
+        digest = partial.hasher.hexdigest()
+        if partial.length != request.size or digest != request.sha512:
+            what = (f"checksum mismatch: expected {request.sha512[:16]}..., got {digest[:16]}..."
+                    if partial.length == request.size else
+                    f"size mismatch: expected {request.size} bytes, got {partial.length}")
+            partial.reset()
+            raise DownloadError(what, subject=request.name, hint="the image changed on the server or was "
+                                "corrupted in transit; tell the list's endorser if it persists")
+        final = self._blob(request.sha512)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial.path, final)
+        _fsync_dir(final.parent)
+        return final
+
+
+def _reader(response: requests.Response) -> Callable[[memoryview], int]:
+    """``readinto`` for the body: http.client's own reads straight into our buffer (no copy, no allocation);
+    urllib3's ``read`` is the fallback for anything else."""
+    fp = getattr(response.raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse):
+        return fp.readinto
+
+    def read_into(view: memoryview) -> int:
+        data = response.raw.read(len(view), decode_content=False)
+        view[: len(data)] = data
+        return len(data)
+
+    return read_into
+
+
+def _file_sha512(path: Path, chunk_size: int) -> str:
+    hasher = hashlib.sha512()
+    buffer = bytearray(chunk_size)
+    view = memoryview(buffer)
+    with path.open("rb", buffering=0) as handle:
+        while n := handle.readinto(buffer):
+            hasher.update(view[:n])
+    return hasher.hexdigest()
+
+
+def _validate(request: DownloadRequest) -> None:
+    if not _SHA512.match(request.sha512):
+        raise DownloadError("sha512 must be 128 lowercase hex digits", subject=request.name,
+                            hint="check the list's sl:checksum:sha512")
+    if request.size < 0:
+        raise DownloadError(f"invalid size {request.size}", subject=request.name, hint="check the list's hv:size")
+
+
+def _disk_error(request: DownloadRequest, exc: OSError) -> DownloadError:
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError("disk full while writing the download (partial kept; the next run resumes)",
+                             subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
+    return DownloadError(f"cannot write the cache: {exc.strerror or exc}", subject=request.name,
+                         hint="check cache_dir and its permissions")
+
+
+def _broken(url: str, exc: BaseException) -> AttemptFailed:
+    if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError | requests.exceptions.Timeout):
+        return AttemptFailed(f"cannot fetch {redact.url(url)}: stalled", "server or network too slow", retry=True)
+    return AttemptFailed(f"cannot fetch {redact.url(url)}: connection broken ({type(exc).__name__})",
+                   "connection dropped; try again", retry=True)
+
+
+def _delay(backoff: float, attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after
+    return float(min(backoff * 2 ** (attempt - 1), _BACKOFF_CAP))
+
+
+def _range_start(response: requests.Response) -> int | None:
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The rename is durable only once the directory entry is on disk.
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _human(n: int) -> str:
+    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / MiB:.1f} MiB"
