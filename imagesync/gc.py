@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 
 from imagesync import lock
@@ -23,7 +24,11 @@ def collect(settings: Settings, *, dry_run: bool) -> list[tuple[Path, int]]:
     with lock.acquire(settings.state_dir), StateStore.open(settings.state_dir) as store:
         needed = {r.sha512 for r in store.target_images() if r.state in _NEEDS_BYTES}
         candidates = [p for p in _cache_files(settings.cache_dir) if _sha_of(p) not in needed]
-        removed = []
+        removed = [(work, _tree_size(work)) for work in sorted(settings.cache_dir.glob("converted/.work-*"))]
+        if not dry_run:
+            for work, _ in removed:
+                # Scratch space of a conversion that a killed run left behind.
+                shutil.rmtree(work, ignore_errors=True)
         for path in candidates:
             size = path.stat().st_size
             if not dry_run:
@@ -36,6 +41,10 @@ def collect(settings: Settings, *, dry_run: bool) -> list[tuple[Path, int]]:
 def _cache_files(cache_dir: Path) -> list[Path]:
     patterns = ("images/*/*", "partial/*", "converted/*")
     return sorted(p for pattern in patterns for p in cache_dir.glob(pattern) if p.is_file())
+
+
+def _tree_size(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
 def _sha_of(path: Path) -> str:

@@ -1,0 +1,462 @@
+"""Detect an image's format from its bytes and turn it into a format the target accepts (DESIGN §7).
+
+The list's ``hv:format`` is never trusted: qemu-img probes the bytes. Everything qemu-img reads comes from a
+publisher, so images that make qemu open other host files (backing files, external data files, VMDK extents)
+are refused, qemu-img runs under resource limits, and OVA archives are unpacked by us, member by member,
+without ever writing a member name to the filesystem.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import logging
+import lzma
+import os
+import re
+import resource
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+from xml.parsers import expat
+
+from imagesync import redact
+from imagesync.errors import ImagesyncError
+
+log = logging.getLogger(__name__)
+
+TARGET_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
+# Formats we let qemu-img read: the exotic probed drivers (dmg, cloop, bochs, parallels, ...) are attack surface
+# no image list needs.
+SOURCE_FORMATS = frozenset(TARGET_FORMATS)
+ISO = "iso"
+# Only single-file VMDK layouts: every other create-type is a descriptor naming extent files on the host.
+_VMDK_TYPES = frozenset({"monolithicSparse", "streamOptimized"})
+_CHUNK = 1024 * 1024
+_GiB = 1024**3
+_MAX_MEMBERS = 64
+_MAX_OVF = 1024 * 1024
+_DISK_SUFFIXES = (".vmdk", ".qcow2", ".img", ".raw", ".vhd", ".vhdx", ".vdi")
+_SHA512 = re.compile(r"[0-9a-f]{128}")
+# MALLOC_ARENA_MAX keeps qemu's thread pool from reserving gigabytes of address space under RLIMIT_AS.
+_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "MALLOC_ARENA_MAX": "2"}
+
+
+class ConversionError(ImagesyncError):
+    """An image could not be inspected, unpacked or converted; ``subject`` is the image's name."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What qemu-img (or our ISO check) says about a file's bytes; sizes in bytes."""
+
+    format: str
+    virtual_size: int
+    actual_size: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file ready for a target; ``converted`` is true whenever ``path`` is not the verified download itself."""
+
+    path: Path
+    format: str
+    virtual_size: int
+    converted: bool
+
+
+@dataclass(frozen=True)
+class _Limits:
+    address_space: int
+    cpu_seconds: int
+    timeout: float
+    file_size: int
+
+
+_INFO_LIMITS = _Limits(address_space=2 * _GiB, cpu_seconds=120, timeout=180, file_size=0)
+
+
+def _convert_limits(max_size: int) -> _Limits:
+    # Headroom over max_size for qcow2/vhdx metadata; a runaway output is killed by SIGXFSZ.
+    return _Limits(32 * _GiB, cpu_seconds=6 * 3600, timeout=12 * 3600, file_size=max_size + max_size // 32 + _GiB)
+
+
+def qemu_img_available() -> str | None:
+    """Return the path of qemu-img, or None when it is not installed."""
+    return shutil.which("qemu-img")
+
+
+def _run(args: Sequence[str], limits: _Limits, *, name: str, what: str) -> str:
+    binary = qemu_img_available()
+    if binary is None:
+        raise ConversionError("qemu-img is not installed", subject=name, hint="install qemu-utils (Debian) or qemu-img")
+
+    def apply_limits() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
+        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    try:
+        # preexec_fn only calls setrlimit (no locks, no imports), which is safe even with download threads running.
+        done = subprocess.run(
+            [binary, *args], stdin=subprocess.DEVNULL, capture_output=True, env=_ENV, cwd="/",
+            timeout=limits.timeout, preexec_fn=apply_limits, check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise ConversionError(f"qemu-img {what} timed out after {limits.timeout:.0f}s", subject=name) from exc
+    except OSError as exc:
+        raise ConversionError(f"cannot run qemu-img: {exc}", subject=name) from exc
+    if done.returncode != 0:
+        cause = _last_line(done.stderr.decode("utf-8", "replace"), done.returncode)
+        hint = "the file is not an image qemu-img can read" if what == "info" else "check free space and the image"
+        raise ConversionError(f"qemu-img {what} failed: {cause}", subject=name, hint=hint)
+    return done.stdout.decode("utf-8", "replace")
+
+
+def _last_line(stderr: str, returncode: int) -> str:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    if returncode < 0:
+        cause = f"killed by signal {-returncode} (resource limit reached?)"
+    else:
+        cause = lines[-1].removeprefix("qemu-img: ") if lines else f"exit status {returncode}"
+    return redact.text(cause)[:300]
+
+
+def _qemu_info(path: Path, fmt: str | None, name: str) -> dict[str, Any]:
+    # An absolute path, so qemu never reads "json:{...}" or "nbd:..." pseudo-filenames out of a file name.
+    args = ["info", "--output=json", "-U", *(["-f", fmt] if fmt else []), str(path.absolute())]
+    try:
+        data = json.loads(_run(args, _INFO_LIMITS, name=name, what="info"))
+    except ValueError as exc:
+        raise ConversionError("qemu-img info printed something that is not JSON", subject=name) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("format"), str) or "virtual-size" not in data:
+        raise ConversionError("qemu-img info output lacks format or virtual-size", subject=name)
+    return data
+
+
+def _foreign_extents(fmt: str, specific: dict[str, Any], path: Path) -> bool:
+    if fmt != "vmdk":
+        return False
+    extents = specific.get("extents") or []
+    return specific.get("create-type") not in _VMDK_TYPES or any(
+        Path(str(extent.get("filename"))) != path.absolute() for extent in extents
+    )
+
+
+def _refusal(data: dict[str, Any], path: Path) -> str | None:
+    """Why these bytes must not be used, or None."""
+    fmt = data["format"]
+    specific = (data.get("format-specific") or {}).get("data") or {}
+    checks = (
+        (fmt not in SOURCE_FORMATS, f"unsupported image format {fmt!r}"),
+        ("backing-filename" in data or "full-backing-filename" in data,
+         f"the image has a backing file ({str(data.get('backing-filename'))[:100]!r})"),
+        ("data-file" in specific, "the image uses an external data file"),
+        (bool(data.get("encrypted")) or "encrypt" in specific, "the image is encrypted"),
+        (bool(specific.get("corrupt")), "the image is marked corrupt"),
+        (_foreign_extents(fmt, specific, path), "the VMDK refers to extent files outside itself"),
+        (int(data["virtual-size"]) <= 0, "the image is empty"),
+    )
+    return next((problem for bad, problem in checks if bad), None)
+
+
+def _info(path: Path, fmt: str | None, name: str) -> ImageInfo:
+    data = _qemu_info(path, fmt, name)
+    problem = _refusal(data, path)
+    if problem:
+        raise ConversionError(f"refused: {problem}", subject=name, hint="the publisher must provide a standalone image")
+    if fmt and data["format"] != fmt:
+        raise ConversionError(f"expected a {fmt} image, qemu-img reads {data['format']}", subject=name)
+    found = ISO if data["format"] == "raw" and _is_iso(path) else data["format"]
+    return ImageInfo(found, int(data["virtual-size"]), int(data.get("actual-size") or 0))
+
+
+def inspect(path: Path, *, name: str) -> ImageInfo:
+    """Probe ``path``'s format from its bytes (ISO 9660 reported as ``iso``).
+
+    Raises ConversionError if the file is empty or unreadable, or the image is refused (backing file, external
+    data, encryption, VMDK extents, an exotic format).
+    """
+    try:
+        if path.stat().st_size == 0:
+            raise ConversionError("the image file is empty", subject=name)
+    except OSError as exc:
+        raise ConversionError(f"cannot read the image: {exc.strerror}", subject=name) from exc
+    return _info(path, None, name)
+
+
+def _head(path: Path, offset: int, size: int) -> bytes:
+    with path.open("rb") as f:
+        f.seek(offset)
+        return f.read(size)
+
+
+def _is_iso(path: Path) -> bool:
+    # qemu calls an ISO "raw"; the primary volume descriptor starts at sector 16 with "CD001".
+    return _head(path, 0x8001, 5) == b"CD001"
+
+
+_MAGIC: tuple[tuple[str, bytes, int], ...] = (
+    ("gzip", b"\x1f\x8b", 0), ("xz", b"\xfd7zXZ\x00", 0), ("bz2", b"1AY&SY", 4),
+    ("zstd", b"\x28\xb5\x2f\xfd", 0), ("tar", b"ustar", 257),
+)
+def _sniff(path: Path) -> str | None:
+    """Recognise a compressed file or a tar archive, which qemu would simply call raw."""
+    head = _head(path, 0, 512)
+    for kind, magic, offset in _MAGIC:
+        if head[offset : offset + len(magic)] == magic and (kind != "bz2" or head[:3] == b"BZh"):
+            return kind
+    return None
+
+
+def _copy_bounded(src: IO[bytes] | io.BufferedIOBase, dest: IO[bytes], limit: int, name: str) -> None:
+    total = 0
+    while chunk := src.read(_CHUNK):
+        total += len(chunk)
+        if total > limit:
+            raise ConversionError(f"the unpacked image exceeds the size limit of {limit} bytes", subject=name)
+        dest.write(chunk)
+
+
+def _open_compressed(path: Path, kind: str) -> io.BufferedIOBase:
+    if kind == "gzip":
+        return gzip.GzipFile(path, "rb")
+    if kind == "xz":
+        return lzma.LZMAFile(path, "rb")
+    return bz2.BZ2File(path, "rb")
+
+
+def _decompress(path: Path, kind: str, work: Path, max_size: int, name: str) -> Path:
+    if kind not in ("gzip", "xz", "bz2"):
+        raise ConversionError(f"the image is {kind}-compressed", subject=name,
+                              hint="the publisher must list the uncompressed image")
+    dest = work / "decompressed"
+    try:
+        with _open_compressed(path, kind) as src, dest.open("xb") as out:
+            _copy_bounded(src, out, max_size, name)
+    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+        raise ConversionError(f"cannot decompress the {kind} image: {exc}", subject=name) from exc
+    return dest
+
+
+def _ova_error(problem: str, name: str) -> ConversionError:
+    return ConversionError(f"refused OVA: {problem}", subject=name, hint="an OVA must hold plain files and one OVF")
+
+
+def _member_problem(member: tarfile.TarInfo) -> str | None:
+    if not member.isreg():
+        return "not a regular file (links, devices, fifos and directories are refused)"
+    if member.name.startswith("/") or "\\" in member.name:
+        return "absolute path"
+    if ".." in PurePosixPath(member.name).parts:
+        return "'..' in its path"
+    return None
+
+
+def _safe_members(tar: tarfile.TarFile, max_size: int, name: str) -> dict[str, tarfile.TarInfo]:
+    """Read every header, refusing the whole archive at the first unsafe member or when it is too big."""
+    members: dict[str, tarfile.TarInfo] = {}
+    total = 0
+    while (member := tar.next()) is not None:
+        problem = _member_problem(member)
+        if problem:
+            raise _ova_error(f"member {member.name[:100]!r}: {problem}", name)
+        key = member.name.removeprefix("./")
+        if key in members:
+            raise _ova_error(f"member {key[:100]!r} appears twice", name)
+        members[key] = member
+        total += member.size
+        if len(members) > _MAX_MEMBERS or total > max_size:
+            raise _ova_error(f"more than {_MAX_MEMBERS} members or {max_size} bytes", name)
+    return members
+
+
+class _DtdFound(Exception):
+    pass
+
+
+def _ovf_disk_href(data: bytes, name: str) -> str | None:
+    """The file name of the OVF's first disk, or None if the descriptor is unusable."""
+    files: dict[str, str] = {}
+    refs: list[str] = []
+
+    def start(tag: str, attrs: dict[str, str]) -> None:
+        local = {key.rsplit("}", 1)[-1]: value for key, value in attrs.items()}
+        kind = tag.rsplit("}", 1)[-1]
+        if kind == "File" and "id" in local and "href" in local:
+            files[local["id"]] = local["href"]
+        elif kind == "Disk" and "fileRef" in local:
+            refs.append(local["fileRef"])
+
+    def refuse(*_: object) -> None:
+        raise _DtdFound
+
+    # expat itself, so a DTD is refused whatever the declared encoding (a byte search misses UTF-16 or EBCDIC):
+    # no entity is ever declared, so no billion laughs and no external entity.
+    parser = expat.ParserCreate(namespace_separator="}")
+    parser.StartElementHandler = start
+    parser.StartDoctypeDeclHandler = refuse
+    parser.EntityDeclHandler = refuse
+    try:
+        parser.Parse(data, True)
+    except _DtdFound:
+        raise _ova_error("the OVF declares a DTD or entities", name) from None
+    except expat.ExpatError as exc:
+        log.warning("image=%s ignoring unparsable OVF descriptor: %s", name, exc)
+        return None
+    return next((files[ref].removeprefix("./") for ref in refs if ref in files), None)
+
+
+def _choose_disk(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) -> tarfile.TarInfo:
+    descriptors = [m for key, m in members.items() if key.lower().endswith(".ovf")]
+    if len(descriptors) > 1:
+        raise _ova_error("several OVF descriptors", name)
+    href = None
+    if descriptors:
+        if descriptors[0].size > _MAX_OVF:
+            raise _ova_error(f"the OVF descriptor is larger than {_MAX_OVF} bytes", name)
+        with tar.extractfile(descriptors[0]) as f:  # type: ignore[union-attr]  # a regular member always has data
+            href = _ovf_disk_href(f.read(_MAX_OVF), name)
+    if href is not None:
+        if href not in members:
+            raise _ova_error(f"the OVF names disk {href[:100]!r}, which the archive lacks", name)
+        return members[href]
+    disks = [m for key, m in members.items() if key.lower().endswith(_DISK_SUFFIXES)]
+    if len(disks) != 1:
+        raise _ova_error(f"{len(disks)} disk files and no OVF naming one", name)
+    return disks[0]
+
+
+def _extract_ova(path: Path, work: Path, max_size: int, name: str) -> Path:
+    # Only the chosen disk's bytes are written, under our own name: no member name ever reaches the filesystem.
+    dest = work / "ova-disk"
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            member = _choose_disk(tar, _safe_members(tar, max_size, name), name)
+            with tar.extractfile(member) as src, dest.open("xb") as out:  # type: ignore[union-attr]
+                _copy_bounded(src, out, max_size, name)
+    except (tarfile.TarError, OSError) as exc:
+        raise ConversionError(f"cannot unpack the OVA: {exc}", subject=name) from exc
+    return dest
+
+
+def _unwrap(path: Path, work: Path, max_size: int, name: str) -> Path:
+    """Return the disk image inside ``path``: decompressed and/or taken out of an OVA, or ``path`` itself."""
+    kind = _sniff(path)
+    if kind in ("gzip", "xz", "bz2", "zstd"):
+        path = _decompress(path, kind, work, max_size, name)
+        kind = _sniff(path)
+        if kind not in (None, "tar"):
+            raise ConversionError(f"the decompressed image is {kind}-compressed again", subject=name)
+    if kind == "tar":
+        path = _extract_ova(path, work, max_size, name)
+        if _sniff(path) is not None:
+            raise ConversionError("the disk inside the OVA is compressed or an archive", subject=name)
+    return path
+
+
+def _validate(sha512: str, accepted: Sequence[str], name: str) -> None:
+    if not _SHA512.fullmatch(sha512):
+        raise ConversionError("invalid sha512 (expected 128 lowercase hex digits)", subject=name)
+    if not accepted:
+        raise ConversionError("the target accepts no disk format", subject=name)
+    for fmt in accepted:
+        if fmt not in (*TARGET_FORMATS, ISO):
+            raise ConversionError(f"unsupported target disk format {fmt!r}", subject=name,
+                                  hint=f"supported: {', '.join((*TARGET_FORMATS, ISO))}")
+
+
+def _cached(out_dir: Path, sha512: str, accepted: Sequence[str], name: str) -> Prepared | None:
+    for fmt in accepted:
+        candidate = out_dir / f"{sha512}.{fmt}"
+        if fmt == ISO or not candidate.is_file():
+            continue
+        try:
+            info = _info(candidate, fmt, name)
+        except ConversionError as exc:
+            log.warning("discarding unusable cached conversion %s: %s", candidate.name, exc)
+            candidate.unlink(missing_ok=True)
+            continue
+        log.debug("image=%s reusing cached %s conversion", name, fmt)
+        return Prepared(candidate, fmt, info.virtual_size, converted=True)
+    return None
+
+
+def _publish(src: Path, out_dir: Path, sha512: str, info: ImageInfo) -> Prepared:
+    final = out_dir / f"{sha512}.{info.format}"
+    with src.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(src, final)
+    dir_fd = os.open(out_dir, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return Prepared(final, info.format, info.virtual_size, converted=True)
+
+
+def _convert(source: Path, info: ImageInfo, *, work: Path, accepted: Sequence[str], max_size: int, name: str) -> Path:
+    if info.format == ISO:
+        raise ConversionError("the image is an ISO 9660 file system and the target does not accept iso", subject=name,
+                              hint="add iso to the target's disk_formats")
+    target = next((fmt for fmt in accepted if fmt != ISO), None)
+    if target is None:
+        raise ConversionError(f"cannot convert a {info.format} image to iso", subject=name)
+    tmp = work / f"converted.{target}"
+    log.info("image=%s converting %s -> %s", name, info.format, target)
+    # -f names the probed format, so qemu never probes again while converting.
+    args = ["convert", "-q", "-f", info.format, "-O", target, str(source.absolute()), str(tmp.absolute())]
+    _run(args, _convert_limits(max_size), name=name, what="convert")
+    return tmp
+
+
+def _prepare_in(path: Path, work: Path, out_dir: Path, sha512: str, accepted: Sequence[str], *,
+                max_size: int, name: str) -> Prepared:
+    source = _unwrap(path, work, max_size, name)
+    info = inspect(source, name=name)
+    if info.virtual_size > max_size:
+        raise ConversionError(f"virtual size {info.virtual_size} exceeds the limit of {max_size} bytes", subject=name)
+    if info.format in accepted:
+        if source == path:
+            return Prepared(path, info.format, info.virtual_size, converted=False)
+        return _publish(source, out_dir, sha512, info)
+    output = _convert(source, info, work=work, accepted=accepted, max_size=max_size, name=name)
+    return _publish(output, out_dir, sha512, _info(output, output.suffix[1:], name))
+
+
+def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path, name: str,
+            max_size: int = 200 * _GiB) -> Prepared:
+    """Return ``path`` itself if its real format is in ``accepted``, else a cached converted copy.
+
+    OVA archives are unpacked safely and compressed (gzip, xz, bz2) images decompressed, within ``max_size``.
+    Conversion targets ``accepted[0]`` (skipping ``iso``); its output is cached as
+    ``cache_dir/converted/<sha512>.<format>`` and reused without reading ``path`` again.
+    Raises ConversionError for any refused, unreadable or unconvertible image; leaves no temporary file behind.
+    """
+    _validate(sha512, accepted, name)
+    out_dir = cache_dir / "converted"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cached = _cached(out_dir, sha512, accepted, name)
+        if cached is not None:
+            return cached
+        # A private work directory per call: concurrent prepares of one image never share a temp file; gc prunes
+        # the .work-* left by a killed run.
+        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+    except OSError as exc:
+        raise ConversionError(f"cannot use the conversion cache: {exc}", subject=name) from exc
+    try:
+        return _prepare_in(path, work, out_dir, sha512, accepted, max_size=max_size, name=name)
+    except OSError as exc:
+        raise ConversionError(f"conversion failed: {exc}", subject=name) from exc
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
