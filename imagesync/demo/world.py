@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import subprocess
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +18,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from imagesync import dn
+from imagesync.convert import ConversionError, qemu_img_available
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
 
@@ -123,5 +125,19 @@ def build(root: Path) -> DemoWorld:
 def demo_images(version: str = "1.0") -> list[DemoImage]:
     """Two tiny raw disks with distinct, deterministic content."""
     return [DemoImage(identifier=f"demo-{name}", version=version, title=f"Demo {name.title()}",
-                      data=hashlib.sha256(f"{name}-{version}".encode()).digest() * 2048)
-            for name in ("alpine", "debian")]
+                      data=_raw_disk(name, version)) for name in ("alpine", "debian")]
+
+
+def _raw_disk(name: str, version: str) -> bytes:
+    return hashlib.sha256(f"{name}-{version}".encode()).digest() * 2048
+
+
+def as_qcow2(image: DemoImage, workdir: Path) -> DemoImage:
+    """The same disk as a real qcow2 made by qemu-img. Raises ConversionError when qemu-img is missing."""
+    qemu = qemu_img_available()
+    if qemu is None:
+        raise ConversionError("qemu-img not found", subject="demo", hint="install qemu-utils (Debian) or qemu-img")
+    raw, out = workdir / f"{image.identifier}.raw", workdir / f"{image.identifier}.qcow2"
+    raw.write_bytes(image.data)
+    subprocess.run([qemu, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True)
+    return DemoImage(identifier=image.identifier, version=image.version, title=image.title, data=out.read_bytes())

@@ -137,4 +137,9 @@ def test_missing_config(tmp_path: Path) -> None:
 def test_demo_command() -> None:
     result = run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "demo: OK" in result.stdout and "demo: FAILED" in result.stdout
+    out = result.stdout
+    assert "add             archive: demo/demo-alpine 1.0 (new image) -> done" in out
+    assert "update          archive: demo/demo-alpine 2.0 (new version 2.0 (was 1.0)) -> done" in out
+    assert "retire          archive: demo/demo-debian 1.0 (removed from list demo) -> done" in out
+    assert "list demo: FAILED: demo: content does not match the signed digest (tampered)" in out
+    assert "  demo/demo-alpine-2.0.qcow2" in out
