@@ -7,6 +7,7 @@ the new version is active (invariant 3). An illegal lifecycle transition is a bu
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from imagesync import convert, redact
+from imagesync import atomic, convert, redact
 from imagesync.download import Downloaded, Downloader, DownloadError, DownloadRequest
 from imagesync.drivers.base import Driver, Upload
 from imagesync.errors import ImagesyncError
@@ -112,7 +113,8 @@ class Executor:
                                        max_size=self.max_size)
             record = self._advance(record, S.UPLOADING)
             upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
-                            virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size)
+                            virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
+                            sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
             target_id = runtime.driver.add(upload)
         except (ImagesyncError, OSError) as exc:
             error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
@@ -228,3 +230,16 @@ def log_action(result: ActionResult) -> None:
     line = (f"list={action.list_name} image={action.identifier} version={action.version} target={action.target} "
             f"action={action.kind} result={result.status}{extra}")
     (log.warning if result.status == "failed" else log.info)("%s", line)
+
+
+def converted_sha512(path: Path) -> str:
+    """sha512 of a converted image, computed once and kept beside it (conversions are cached, so is this)."""
+    memo = path.with_name(path.name + ".sha512")
+    if memo.is_file() and memo.stat().st_mtime >= path.stat().st_mtime:
+        return memo.read_text().strip()
+    hasher = hashlib.sha512()
+    with path.open("rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            hasher.update(chunk)
+    atomic.write_bytes(memo, hasher.hexdigest().encode())
+    return hasher.hexdigest()

@@ -81,6 +81,7 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
                               for a in result.plan.actions]
         else:
             _reconcile(store, inventory, clock())
+            _cleanup(runtimes)
             result.results, result.bytes_downloaded = _execute(settings, store, runtimes, result.plan, clock)
         result.exit_code = exit_code(result)
         result.finished_at = clock()
@@ -149,6 +150,15 @@ def _reconcile(store: StateStore, inventory: dict[str, list[Held]], now: datetim
             gone = record.target_id is not None and record.target_id not in present
             if gone and allowed(record.state, TargetState.DELETED) and record.state != TargetState.DELETED:
                 store.transition(record.id, TargetState.DELETED, at=now, error="no longer in the target")
+
+
+def _cleanup(runtimes: dict[str, TargetRuntime]) -> None:
+    for name, runtime in runtimes.items():
+        try:
+            for leftover in runtime.driver.cleanup():
+                log.info("target=%s removed leftover %s of an interrupted run", name, leftover)
+        except ImagesyncError as exc:
+            log.warning("target=%s cleanup failed: %s", name, exc.one_line())
 
 
 def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRuntime], plan: Plan,

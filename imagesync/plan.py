@@ -176,15 +176,18 @@ class _TargetPlanner:
 
     def _retire_inactive(self, held: list[Held], list_name: str) -> list[Action]:
         after = self.target.delete_after
-        if after is None or self.target.retire_mode == "delete":
-            return []
         actions = []
         for h in held:
             record = self.known.get(h.target_id)
-            if h.active or record is None or record.retired_at is None or record.retired_at + after > self.now:
+            if h.active or record is None:
                 continue
-            reason = f"retired on {record.retired_at:%Y-%m-%d}, delete_after elapsed"
-            actions.append(self._action(h, list_name, "retire", reason, mode="delete"))
+            if self.target.retire_mode == "delete":
+                # A delete the target refused last time (image in use) left it deactivated: try again.
+                actions.append(self._action(h, list_name, "retire", "delete refused earlier: retrying",
+                                            mode="delete"))
+            elif after is not None and record.retired_at is not None and record.retired_at + after <= self.now:
+                reason = f"retired on {record.retired_at:%Y-%m-%d}, delete_after elapsed"
+                actions.append(self._action(h, list_name, "retire", reason, mode="delete"))
         return actions
 
     def _new(self, item: DesiredImage, kind: ActionKind, reason: str, *, target_id: str | None = None,

@@ -37,6 +37,8 @@ class Upload:
     disk_format: str
     virtual_size: int
     size: int
+    # sha512 of the bytes at ``path`` (the list's, unless converted): what the target must confirm it received.
+    sha512: str
 
 
 class Driver(Protocol):
@@ -57,6 +59,10 @@ class Driver(Protocol):
 
     def retire(self, target_id: str, mode: RetireMode) -> None:
         """Deactivate, hide or delete. Raises TargetError."""
+        ...
+
+    def cleanup(self) -> list[str]:
+        """Remove what an interrupted run left half-done in the target; return what was removed."""
         ...
 
     def close(self) -> None: ...

@@ -86,6 +86,17 @@ class DirectoryDriver:
         except OSError as exc:
             raise TargetError(f"cannot retire {target_id}: {exc.strerror}", subject=f"target {self.name}") from None
 
+    def cleanup(self) -> list[str]:
+        """Image files without a sidecar (an add killed halfway) and stray temp files."""
+        if not self.root.is_dir():
+            return []
+        leftovers = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
+        leftovers += [p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".json"
+                      and not p.name.startswith(".") and not p.with_name(p.name + ".json").exists()]
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return [str(p.relative_to(self.root)) for p in leftovers]
+
     def close(self) -> None:
         return None
 

@@ -32,5 +32,8 @@ class NoopDriver:
     def retire(self, target_id: str, mode: RetireMode) -> None:
         log.info("target=%s noop: would retire %s (mode=%s)", self.name, target_id, mode)
 
+    def cleanup(self) -> list[str]:
+        return []
+
     def close(self) -> None:
         return None

@@ -1,0 +1,312 @@
+"""The Glance target (python-glanceclient v2 on a keystoneauth1 session).
+
+Images are owned by the project imagesync authenticates to and carry its tag; with ``visibility: shared`` each
+image is shared with the project its VO maps to and the share is accepted right away with a token scoped to that
+project, so the VO's members can boot it without any manual step. Sharing (rather than owning the image in each VO
+project) keeps one owner: the inventory is one query, and one failing VO project never hides the others' images.
+It needs the imagesync user to hold a role in every mapped project (as cloudkeeper-os deployments already do).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import IO, Any
+
+import glanceclient
+from glanceclient import exc as glance_exc
+from keystoneauth1 import exceptions as ks_exc
+
+from imagesync import mapping, properties, redact
+from imagesync.config import TargetSettings
+from imagesync.drivers.base import Capabilities, TargetError, Upload
+from imagesync.drivers.openstack_auth import AuthSpec, spec_for
+from imagesync.errors import ImagesyncError
+from imagesync.model import DesiredImage, Held, RetireMode
+
+log = logging.getLogger(__name__)
+_GLANCE_FORMATS = {"vpc": "vhd"}
+_LIVE = ("active", "deactivated")
+_ORPHAN = ("queued", "saving", "killed", "importing", "uploading")
+_CORE = ("disk_format", "container_format")
+_UPLOAD_ATTEMPTS = 3
+_READ_SIZE = 4 * 1024 * 1024
+
+
+class GlanceDriver:
+    capabilities = Capabilities(formats=("qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc", "iso"),
+                                retire_modes=("deactivate", "hide", "delete"), visibility=True, sharing=True)
+
+    def __init__(self, settings: TargetSettings, *, sleep: Any = time.sleep) -> None:
+        """Prepare the session (nothing is contacted yet). Raises ConfigError for bad auth settings."""
+        self.name = settings.name
+        self.settings = settings
+        self.tag = settings.tag
+        self._spec: AuthSpec = spec_for(settings)
+        self._session = self._spec.session()
+        self._client = self._glance(self._session)
+        self._members: dict[str, str] | None = None
+        self._orphans: list[str] = []
+        self._sleep = sleep
+
+    def _glance(self, session: Any) -> Any:
+        return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface)
+
+    # -- what the target holds --------------------------------------------------------------------------------
+
+    def inventory(self) -> list[Held]:
+        with self._calls("list images"):
+            owner = self._session.get_project_id()
+            found: dict[str, Any] = {}
+            for hidden in (False, True):
+                filters: dict[str, Any] = {"tag": [self.tag], "owner": owner}
+                if hidden:
+                    filters["os_hidden"] = True  # hidden images are left out of plain listings
+                found.update((image["id"], image) for image in self._client.images.list(filters=filters))
+        self._orphans = [i for i, image in found.items() if image["status"] in _ORPHAN]
+        return [_held(image) for image in found.values() if image["status"] in _LIVE]
+
+    def cleanup(self) -> list[str]:
+        """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""
+        removed = []
+        for image_id in self._orphans:
+            with self._calls(f"delete leftover image {image_id}"):
+                self._client.images.delete(image_id)
+            removed.append(image_id)
+        self._orphans = []
+        return removed
+
+    # -- add ------------------------------------------------------------------------------------------------
+
+    def add(self, upload: Upload) -> str:
+        members = self._members_for(upload.desired)
+        with self._calls(f"create image for {upload.desired.image.identifier}"):
+            image = self._client.images.create(**self._fields(upload.desired, _glance_format(upload.disk_format),
+                                                              upload.virtual_size), visibility=self._visibility())
+        try:
+            self._upload(image["id"], upload)
+            self._verify(image["id"], upload)
+            self._share(image["id"], members)
+        except BaseException:
+            self._delete_quietly(image["id"])
+            raise
+        return str(image["id"])
+
+    def _fields(self, desired: DesiredImage, disk_format: str, virtual_size: int) -> dict[str, Any]:
+        props = properties.properties(desired, tag=self.tag, disk_format=disk_format, virtual_size=virtual_size)
+        fields: dict[str, Any] = {key: props.pop(key) for key in _CORE}
+        fields.update(name=properties.image_name(desired), tags=[self.tag], min_ram=int(props.pop("min_ram")),
+                      min_disk=int(props.pop("min_disk")))
+        return {**fields, **props}
+
+    def _visibility(self) -> str:
+        return self.settings.visibility
+
+    def _upload(self, image_id: str, upload: Upload) -> None:
+        for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
+            try:
+                with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
+                    self._client.images.upload(image_id, _LargeReads(handle), image_size=upload.size)
+                return
+            except TargetCallError as exc:
+                status = self._status(image_id)
+                if not exc.retryable or attempt == _UPLOAD_ATTEMPTS or status != "queued":
+                    raise
+                log.warning("target=%s image=%s upload attempt %d failed (%s); retrying", self.name,
+                            upload.desired.image.identifier, attempt, exc.message)
+                self._sleep(2.0 * attempt)
+
+    def _verify(self, image_id: str, upload: Upload) -> None:
+        with self._calls(f"check image {image_id}"):
+            image = self._client.images.get(image_id)
+        if image["status"] != "active":
+            raise TargetError(f"image {image_id} is {image['status']} after upload, not active",
+                              subject=f"target {self.name}")
+        algo, value = image.get("os_hash_algo"), image.get("os_hash_value")
+        if algo == "sha512" and value != upload.sha512:
+            raise TargetError(f"Glance's os_hash_value of {image_id} ({str(value)[:16]}...) differs from the "
+                              f"uploaded file's sha512 ({upload.sha512[:16]}...): image deleted",
+                              subject=f"target {self.name}")
+        if algo != "sha512":
+            log.warning("target=%s Glance hashes with %s, not sha512: upload not cross-checked", self.name, algo)
+
+    # -- sharing --------------------------------------------------------------------------------------------
+
+    def _members_for(self, desired: DesiredImage) -> list[str]:
+        if self.settings.visibility != "shared":
+            return []
+        vo = properties.vo_of(desired)
+        projects = self._mapping()
+        if vo is None or vo not in projects:
+            raise TargetError(f"VO {vo or '(none)'} of {desired.image.identifier} has no project in "
+                              f"{self.settings.projects_file}", subject=f"target {self.name}",
+                              hint="add it to the mapping file, or use visibility private/community")
+        return [projects[vo]]
+
+    def _mapping(self) -> dict[str, str]:
+        if self._members is None:
+            if self.settings.projects_file is None:
+                raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
+                                  subject=f"target {self.name}")
+            refs = mapping.load(self.settings.projects_file)
+            with self._calls("resolve mapped projects"):
+                self._members = {vo: self._project_id(ref) for vo, ref in refs.items()}
+        return self._members
+
+    def _project_id(self, ref: mapping.ProjectRef) -> str:
+        # Names resolve through the projects the imagesync user may use (no admin needed), ids pass through.
+        mine = self._session.get("/auth/projects", endpoint_filter={"service_type": "identity",
+                                                                     "interface": self._spec.interface}).json()
+        for project in mine.get("projects", []):
+            if ref.project in (project["id"], project["name"]) and (
+                    ref.domain is None or ref.domain in (project.get("domain_id"), _domain_name(project))):
+                return str(project["id"])
+        return ref.project
+
+    def _share(self, image_id: str, members: list[str]) -> None:
+        for project_id in members:
+            with self._calls(f"share {image_id} with project {project_id}"):
+                self._client.image_members.create(image_id, project_id)
+            scoped = self._glance(self._spec.session(project_id=project_id))
+            with self._calls(f"accept the share of {image_id} in project {project_id}"):
+                scoped.image_members.update(image_id, project_id, "accepted")
+
+    # -- metadata and retirement --------------------------------------------------------------------------------
+
+    def update_metadata(self, target_id: str, desired: DesiredImage, *, reactivate: bool) -> None:
+        with self._calls(f"update {target_id}"):
+            image = self._client.images.get(target_id)
+            fields = self._fields(desired, str(image["disk_format"]), int(image.get("virtual_size") or 0))
+            for key in ("disk_format", "container_format", "tags"):
+                fields.pop(key)
+            stale = [k for k in image if k.startswith(("imagesync_", "vmcatcher_")) and k not in fields]
+            self._client.images.update(target_id, remove_props=stale or None, visibility=self._visibility(),
+                                       os_hidden=False, **fields)
+            if reactivate and image["status"] == "deactivated":
+                self._client.images.reactivate(target_id)
+        self._share_missing(target_id, desired)
+
+    def _share_missing(self, target_id: str, desired: DesiredImage) -> None:
+        members = self._members_for(desired)
+        with self._calls(f"list members of {target_id}"):
+            present = {m["member_id"]: m["status"] for m in self._client.image_members.list(target_id)}
+        missing = [p for p in members if present.get(p) != "accepted"]
+        for project_id in missing:
+            if project_id not in present:
+                with self._calls(f"share {target_id} with project {project_id}"):
+                    self._client.image_members.create(target_id, project_id)
+            scoped = self._glance(self._spec.session(project_id=project_id))
+            with self._calls(f"accept the share of {target_id} in project {project_id}"):
+                scoped.image_members.update(target_id, project_id, "accepted")
+
+    def retire(self, target_id: str, mode: RetireMode) -> None:
+        if mode == "hide":
+            with self._calls(f"hide {target_id}"):
+                self._client.images.update(target_id, os_hidden=True)
+        elif mode == "deactivate":
+            self._deactivate(target_id)
+        else:
+            self._delete(target_id)
+
+    def _deactivate(self, target_id: str) -> None:
+        with self._calls(f"deactivate {target_id}"):
+            if self._client.images.get(target_id)["status"] == "active":
+                self._client.images.deactivate(target_id)
+
+    def _delete(self, target_id: str) -> None:
+        try:
+            with self._calls(f"delete {target_id}"):
+                self._client.images.delete(target_id)
+        except TargetCallError as exc:
+            if exc.status not in (403, 409):
+                raise
+            # In use or protected: take it out of service now, try the delete again next run.
+            self._deactivate(target_id)
+            with self._calls(f"make {target_id} private"):
+                self._client.images.update(target_id, visibility="private")
+            raise TargetError(f"delete of {target_id} refused ({exc.message}); deactivated and made private, "
+                              "will retry next run", subject=f"target {self.name}") from None
+
+    def close(self) -> None:
+        self._session.session.close()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _status(self, image_id: str) -> str | None:
+        try:
+            return str(self._client.images.get(image_id)["status"])
+        except Exception:
+            return None
+
+    def _delete_quietly(self, image_id: str) -> None:
+        try:
+            self._client.images.delete(image_id)
+        except Exception as exc:
+            log.warning("target=%s could not delete half-created image %s: %s", self.name, image_id,
+                        redact.text(str(exc)))
+
+    @contextmanager
+    def _calls(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except ImagesyncError:
+            raise
+        except glance_exc.HTTPException as exc:
+            code = int(getattr(exc, "code", 0) or 0)
+            raise _target_error(self.name, what, f"Glance answered HTTP {code}: {_short(exc)}", code) from None
+        except ks_exc.Unauthorized:
+            raise _target_error(self.name, what, "Keystone refused the credentials (HTTP 401)", 401) from None
+        except ks_exc.ConnectFailure as exc:
+            raise _target_error(self.name, what, f"cannot connect: {_short(exc)}", 0, retry=True) from None
+        except ks_exc.HttpError as exc:
+            code = int(exc.http_status or 0)
+            raise _target_error(self.name, what, f"HTTP {code}: {_short(exc)}", code) from None
+        except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
+            raise _target_error(self.name, what, _short(exc), 0, retry=True) from None
+
+
+class TargetCallError(TargetError):
+    def __init__(self, message: str, *, subject: str, status: int, retryable: bool, hint: str | None) -> None:
+        super().__init__(message, subject=subject, hint=hint)
+        self.status = status
+        self.retryable = retryable
+
+
+def _target_error(target: str, what: str, detail: str, status: int, *, retry: bool = False) -> TargetCallError:
+    hint = {401: "check the target's credentials", 403: "the imagesync user lacks the permission (policy/role)",
+            415: "Glance's format check refused the data"}.get(status)
+    return TargetCallError(redact.text(f"{what}: {detail}"), subject=f"target {target}", status=status,
+                           retryable=retry or status >= 500, hint=hint)
+
+
+class _LargeReads:
+    """glanceclient reads uploads 64 KiB at a time; hand it 4 MiB per read to cut the per-chunk overhead."""
+
+    def __init__(self, handle: IO[bytes]) -> None:
+        self._handle = handle
+
+    def read(self, _size: int = -1) -> bytes:
+        return self._handle.read(_READ_SIZE)
+
+
+def _glance_format(disk_format: str) -> str:
+    return _GLANCE_FORMATS.get(disk_format, disk_format)
+
+
+def _domain_name(project: dict[str, Any]) -> str | None:
+    domain = project.get("domain")
+    return str(domain.get("name")) if isinstance(domain, dict) else None
+
+
+def _held(image: Any) -> Held:
+    return Held(target_id=str(image["id"]), list_name=image.get("imagesync_list"),
+                identifier=image.get("imagesync_image_id"), version=image.get("imagesync_version"),
+                sha512=image.get("imagesync_sha512"),
+                active=image["status"] == "active" and not image.get("os_hidden", False),
+                digest=image.get("imagesync_digest"))
+
+
+def _short(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:200] or type(exc).__name__
