@@ -208,6 +208,27 @@ def gc_cmd(obj: Context, dry_run: bool) -> None:
 
 
 @cli.command()
+@click.option("--from", "source", type=click.Choice(["cloudkeeper-os", "atrope"]), required=True,
+              help="The tool whose images to take over.")
+@click.option("--dry-run", is_flag=True, help="Only show what would be adopted.")
+@click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this Glance target.")
+@click.pass_obj
+def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...]) -> None:
+    """Take over images another tool uploaded when identifier and checksum match a listed image."""
+    from imagesync.adopt import adopt as run_adopt
+
+    settings = obj.settings()
+    _check_names("--target", target_names, [t.name for t in settings.targets])
+    results = run_adopt(settings, source=source, dry_run=dry_run,  # type: ignore[arg-type]
+                        targets=target_names, clock=pipeline.utcnow)
+    for item in results:
+        click.echo(f"{item.status:<8} {item.target}: {item.image_id} {item.identifier or '-'} ({item.reason})")
+    click.echo(f"{sum(r.status in ('adopted', 'planned') for r in results)} of {len(results)} image(s) "
+               f"{'would be ' if dry_run else ''}adopted")
+    sys.exit(EXIT_PARTIAL if any(r.status == "failed" for r in results) else EXIT_OK)
+
+
+@cli.command()
 @click.pass_obj
 def demo(obj: Context) -> None:
     """Serve a freshly signed demo list over HTTPS on 127.0.0.1 and show it fetched, verified and parsed."""

@@ -66,9 +66,9 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
     with ExitStack() as stack:
         if not dry_run:
             stack.enter_context(lock.acquire(settings.state_dir))
-        store = stack.enter_context(_state(settings, dry_run))
+        store = stack.enter_context(open_state(settings, dry_run))
         run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
-        result.lists = _gather(settings, store, lists, result.started_at, record=not dry_run)
+        result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
         chosen = [t for t in settings.targets if not targets or t.name in targets]
         runtimes, inventory = _connect(chosen, result, stack)
         known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
@@ -91,7 +91,7 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
 
 
 @contextmanager
-def _state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
+def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
     # A dry run on a machine that never ran imagesync must not create the state: use a throwaway one.
     if dry_run and not (settings.state_dir / "state.db").exists():
         with tempfile.TemporaryDirectory(prefix="imagesync-dry-") as tmp, StateStore.open(Path(tmp)) as store:
@@ -101,7 +101,7 @@ def _state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
         yield store
 
 
-def _gather(settings: Settings, store: StateStore, names: tuple[str, ...], now: datetime, *,
+def gather_lists(settings: Settings, store: StateStore, names: tuple[str, ...], now: datetime, *,
             record: bool) -> list[ListOutcome]:
     fetcher = make_fetcher(settings)
     try:

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import IO, Any
 
 import glanceclient
@@ -229,6 +230,24 @@ class GlanceDriver:
             raise TargetError(f"delete of {target_id} refused ({exc.message}); deactivated and made private, "
                               "will retry next run", subject=f"target {self.name}") from None
 
+    # -- adoption of other tools' images ------------------------------------------------------------------------
+
+    def foreign(self, source: str) -> list[Foreign]:
+        """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (tag ``atrope``)."""
+        with self._calls(f"list {source} images"):
+            owner = self._session.get_project_id()
+            if source == "atrope":
+                images = list(self._client.images.list(filters={"tag": ["atrope"], "owner": owner}))
+            else:
+                images = [i for i in self._client.images.list(filters={"owner": owner}) if "APPLIANCE_ID" in i]
+        return [_foreign(image, source) for image in images if self.tag not in image.get("tags", [])]
+
+    def take_over(self, image_id: str, desired: DesiredImage) -> None:
+        """Put our tag and properties on an adopted image (no upload). Raises TargetError."""
+        with self._calls(f"tag {image_id}"):
+            self._client.image_tags.update(image_id, self.tag)
+        self.update_metadata(image_id, desired, reactivate=False)
+
     def close(self) -> None:
         self._session.session.close()
 
@@ -265,6 +284,21 @@ class GlanceDriver:
             raise _target_error(self.name, what, f"HTTP {code}: {_short(exc)}", code) from None
         except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
             raise _target_error(self.name, what, _short(exc), 0, retry=True) from None
+
+
+@dataclass(frozen=True)
+class Foreign:
+    id: str
+    identifier: str | None
+    version: str | None
+    sha512: str | None
+
+
+def _foreign(image: Any, source: str) -> Foreign:
+    own_hash = image.get("os_hash_value") if image.get("os_hash_algo") == "sha512" else None
+    if source == "atrope":
+        return Foreign(str(image["id"]), image.get("appdb_id"), None, image.get("sha512") or own_hash)
+    return Foreign(str(image["id"]), image.get("APPLIANCE_ID"), image.get("APPLIANCE_VERSION"), own_hash)
 
 
 class TargetCallError(TargetError):
