@@ -6,6 +6,8 @@ import pytest
 
 from tests.support.samples import TestPKI, build_test_pki
 
+pytest_plugins = ["tests.devcloud.fixture"]
+
 
 @pytest.fixture(scope="session")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPKI:
