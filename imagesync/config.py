@@ -88,6 +88,7 @@ class TargetSettings:
     cloud: str | None = None
     region: str | None = None
     interface: str | None = None
+    endpoint: str | None = None
     auth: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
@@ -248,7 +249,8 @@ def _target(sec: Section, base: Path) -> TargetSettings:
         visibility=cast(Literal["private", "shared", "community", "public"],
                         sec.choice("visibility", ("private", "shared", "community", "public"), "shared")),
         retire=retire, path=sec.optional_path("path", base), projects_file=sec.optional_path("projects_file", base),
-        cloud=sec.string("cloud"), region=sec.string("region"), interface=sec.string("interface"), auth=auth,
+        cloud=sec.string("cloud"), region=sec.string("region"), interface=sec.string("interface"),
+        endpoint=sec.string("endpoint"), auth=auth,
     )
     if driver == "directory" and result.path is None:
         sec.fail("path", "required for the directory driver")

@@ -52,4 +52,9 @@ def properties(desired: DesiredImage, *, tag: str, disk_format: str, virtual_siz
         "disk_format": disk_format,
         "container_format": "bare",
     }
-    return {key: value for key, value in props.items() if value != ""}
+    # Identity and compatibility keys are always written (consumers look them up); an empty scheduling hint
+    # would be worse than none (Nova validates architecture names).
+    return {key: value for key, value in props.items() if value != "" or key not in _SCHEDULING}
+
+
+_SCHEDULING = frozenset({"os_distro", "os_version", "architecture"})

@@ -53,7 +53,9 @@ class GlanceDriver:
         self._sleep = sleep
 
     def _glance(self, session: Any) -> Any:
-        return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface)
+        extra = {"endpoint_override": self.settings.endpoint} if self.settings.endpoint else {}
+        return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface,
+                                   **extra)
 
     # -- what the target holds --------------------------------------------------------------------------------
 
@@ -157,14 +159,21 @@ class GlanceDriver:
         return self._members
 
     def _project_id(self, ref: mapping.ProjectRef) -> str:
-        # Names resolve through the projects the imagesync user may use (no admin needed), ids pass through.
+        # Resolved among the projects the imagesync user holds a role in (no admin needed): it needs one there
+        # anyway to accept the shares.
         mine = self._session.get("/auth/projects", endpoint_filter={"service_type": "identity",
                                                                      "interface": self._spec.interface}).json()
-        for project in mine.get("projects", []):
-            if ref.project in (project["id"], project["name"]) and (
-                    ref.domain is None or ref.domain in (project.get("domain_id"), _domain_name(project))):
-                return str(project["id"])
-        return ref.project
+        projects = mine.get("projects", [])
+        by_id = [p for p in projects if p["id"] == ref.project]
+        by_name = [p for p in projects if p["name"] == ref.project and _in_domain(p, ref.domain)]
+        if by_id or len(by_name) == 1:
+            return str((by_id or by_name)[0]["id"])
+        if len(by_name) > 1:
+            raise TargetError(f"project name {ref.project} is ambiguous: give its domain or its id in "
+                              f"{self.settings.projects_file}", subject=f"target {self.name}")
+        raise TargetError(f"project {ref.project} of {self.settings.projects_file} is not among the projects the "
+                          "imagesync user holds a role in", subject=f"target {self.name}",
+                          hint="grant it the member role there: it accepts the shares in that project")
 
     def _share(self, image_id: str, members: list[str]) -> None:
         for project_id in members:
@@ -329,9 +338,9 @@ def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
 
 
-def _domain_name(project: dict[str, Any]) -> str | None:
-    domain = project.get("domain")
-    return str(domain.get("name")) if isinstance(domain, dict) else None
+def _in_domain(project: dict[str, Any], domain: str | None) -> bool:
+    # /auth/projects gives domain ids only; the default domain's id is "default", its name "Default".
+    return domain is None or str(project.get("domain_id", "")).lower() == domain.lower()
 
 
 def _held(image: Any) -> Held:

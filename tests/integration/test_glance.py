@@ -1,0 +1,233 @@
+"""Syncs into a real Glance (the dev cloud): what Glance really holds after add, share, update, retire, drift."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from imagesync import config
+from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.errors import EXIT_OK, EXIT_PARTIAL
+from imagesync.pipeline import SyncResult, sync
+from tests.devcloud.fixture import DevCloud
+
+IDENTITY = {"service_type": "identity", "interface": "public"}
+DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id", "imagesync_version",
+                     "imagesync_sha512", "vmcatcher_event_ad_mpuri", "vmcatcher_event_dc_title",
+                     "vmcatcher_event_dc_description", "APPLIANCE_ATTRIBUTES", "ad_vo", "os_distro", "os_version",
+                     "architecture")
+
+
+@pytest.fixture(scope="session")
+def vo_access(devcloud: DevCloud) -> DevCloud:
+    """The imagesync user holds the member role in every VO project, as a site grants it to its sync account."""
+    admin = devcloud.session(devcloud.require_admin())
+    devcloud.require_vos(2)
+    user_id = devcloud.session().get_user_id()
+    roles = admin.get("/roles?name=member", endpoint_filter=IDENTITY).json()["roles"]
+    for project_id in devcloud.vo_projects.values():
+        admin.put(f"/projects/{project_id}/users/{user_id}/roles/{roles[0]['id']}", endpoint_filter=IDENTITY)
+    return devcloud
+
+
+@dataclass
+class Env:
+    world: DemoWorld
+    cloud: DevCloud
+    tag: str
+    config_path: Path
+
+    def settings(self, **target: object) -> config.Settings:
+        data = yaml.safe_load(self.config_path.read_text())
+        data["targets"]["cloud"].update(target)
+        self.config_path.write_text(yaml.safe_dump(data))
+        return config.load(self.config_path)
+
+    def images(self) -> dict[str, Any]:
+        """Every image carrying this test's tag, hidden ones included, by imagesync_image_id + version."""
+        glance = self.cloud.glance()
+        found = {i["id"]: i for hidden in (False, True)
+                 for i in glance.images.list(filters={"tag": [self.tag], **({"os_hidden": True} if hidden else {})})}
+        return {f"{i['imagesync_image_id']} {i['imagesync_version']}": i for i in found.values()}
+
+
+@pytest.fixture
+def env(vo_access: DevCloud, tmp_path: Path) -> Iterator[Env]:
+    cloud = vo_access
+    secret = tmp_path / "password"
+    secret.write_text(cloud.user.password)
+    mapping = tmp_path / "mapping.json"
+    mapping.write_text(json.dumps({"demo.vo": {"project": "vo-alpha", "domain": "Default"},
+                                   "beta.vo": {"project": cloud.vo_projects["vo-beta"]}}))
+    tag = f"imagesync-{uuid.uuid4().hex[:8]}"
+    with build(tmp_path) as world:
+        target = {"driver": "glance", "region": cloud.region, "visibility": "shared", "projects_file": str(mapping),
+                  "tag": tag, "retire": {"mode": "deactivate"},
+                  "auth": {"auth_type": "password", "auth_url": cloud.auth_url, "username": cloud.user.username,
+                           "password_file": str(secret), "project_name": cloud.user.project_name,
+                           "user_domain_name": "Default", "project_domain_name": "Default"}}
+        path = world.write_config({"targets": {"cloud": target}})
+        yield Env(world, cloud, tag, path)
+        glance = cloud.glance()
+        for image in Env(world, cloud, tag, path).images().values():
+            glance.images.update(image["id"], protected=False)
+            glance.images.delete(image["id"])
+
+
+def images_v1() -> list[DemoImage]:
+    alpine, debian = demo_images("1.0")
+    return [alpine, DemoImage(debian.identifier, debian.version, debian.title, debian.data, vo="beta.vo")]
+
+
+def kinds(result: SyncResult) -> list[tuple[str, str, str]]:
+    return [(r.action.kind, r.action.identifier, r.status) for r in result.results]
+
+
+def test_add_shares_with_the_vo_projects_and_writes_every_property(env: Env) -> None:
+    v1 = images_v1()
+    env.world.publish(v1)
+    result = sync(env.settings(), dry_run=False)
+    assert result.exit_code == EXIT_OK, [r.error for r in result.results]
+    held = env.images()
+    assert sorted(held) == ["demo-alpine 1.0", "demo-debian 1.0"]
+    alpine = held["demo-alpine 1.0"]
+    assert alpine["status"] == "active" and alpine["visibility"] == "shared"
+    assert alpine["os_hash_algo"] == "sha512" and alpine["os_hash_value"] == hashlib.sha512(v1[0].data).hexdigest()
+    assert alpine["imagesync_sha512"] == hashlib.sha512(v1[0].data).hexdigest()
+    assert all(key in alpine for key in DESIGN_PROPERTIES), [k for k in DESIGN_PROPERTIES if k not in alpine]
+    assert alpine["disk_format"] == "raw" and alpine["container_format"] == "bare"
+    assert alpine["min_ram"] == 512 and alpine["min_disk"] == 1
+    assert alpine["name"] == "Demo Alpine 1.0" and alpine["ad_vo"] == "demo.vo"
+    assert json.loads(alpine["APPLIANCE_ATTRIBUTES"])["dc:identifier"] == "demo-alpine"
+    glance = env.cloud.glance()
+    members = {i: {(m["member_id"], m["status"]) for m in glance.image_members.list(held[i]["id"])} for i in held}
+    assert members == {"demo-alpine 1.0": {(env.cloud.vo_projects["vo-alpha"], "accepted")},
+                       "demo-debian 1.0": {(env.cloud.vo_projects["vo-beta"], "accepted")}}
+    alpha = env.cloud.glance(env.cloud.vo_users["vo-alpha"])
+    visible = {i["id"] for i in alpha.images.list()}
+    assert alpine["id"] in visible and held["demo-debian 1.0"]["id"] not in visible
+    assert b"".join(alpha.images.data(alpine["id"])) == v1[0].data
+
+
+@pytest.mark.parametrize("mode", ["deactivate", "hide", "delete"])
+def test_new_version_then_retire_per_mode(env: Env, mode: str) -> None:
+    env.world.publish(images_v1())
+    settings = env.settings(retire={"mode": mode})
+    assert sync(settings, dry_run=False).exit_code == EXIT_OK
+    before = env.images()
+    env.world.publish([demo_images("2.0")[0]])
+    result = sync(settings, dry_run=False)
+    assert result.exit_code == EXIT_OK, [r.error for r in result.results]
+    assert kinds(result) == [("update", "demo-alpine", "done"), ("retire", "demo-debian", "done")]
+    after = env.images()
+    assert after["demo-alpine 2.0"]["status"] == "active"
+    old = [after.get("demo-alpine 1.0"), after.get("demo-debian 1.0")]
+    if mode == "delete":
+        assert old == [None, None]
+    elif mode == "hide":
+        assert [(i["status"], i["os_hidden"]) for i in old if i] == [("active", True), ("active", True)]
+    else:
+        assert [i["status"] for i in old if i] == ["deactivated", "deactivated"]
+    assert after["demo-alpine 2.0"]["id"] not in {i["id"] for i in before.values()}
+
+
+def test_keep_versions_leaves_the_previous_version_active(env: Env) -> None:
+    env.world.publish(images_v1()[:1])
+    settings = env.settings(retire={"mode": "deactivate", "keep_versions": 1})
+    sync(settings, dry_run=False)
+    env.world.publish([demo_images("2.0")[0]])
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("update", "demo-alpine", "done"), ("keep", "demo-alpine", "done")]
+    assert result.results[1].action.reason == "older version kept (keep_versions=1)"
+    assert {k: v["status"] for k, v in env.images().items()} == {"demo-alpine 1.0": "active",
+                                                                 "demo-alpine 2.0": "active"}
+
+
+def test_metadata_only_change_updates_in_place(env: Env) -> None:
+    alpine = images_v1()[0]
+    env.world.publish([alpine])
+    settings = env.settings()
+    sync(settings, dry_run=False)
+    first = env.images()["demo-alpine 1.0"]
+    env.world.publish([DemoImage(alpine.identifier, alpine.version, "Renamed Alpine", alpine.data)])
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("update-metadata", "demo-alpine", "done")]
+    assert result.bytes_downloaded == 0
+    now = env.images()["demo-alpine 1.0"]
+    assert now["id"] == first["id"] and now["name"] == "Renamed Alpine 1.0"
+
+
+def test_unmapped_vo_fails_alone(env: Env) -> None:
+    alpine, debian = images_v1()
+    env.world.publish([alpine, DemoImage(debian.identifier, debian.version, debian.title, debian.data,
+                                         vo="nomap.vo")])
+    result = sync(env.settings(), dry_run=False)
+    assert result.exit_code == EXIT_PARTIAL
+    assert kinds(result) == [("add", "demo-alpine", "done"), ("add", "demo-debian", "failed")]
+    assert "VO nomap.vo of demo-debian has no project" in (result.results[1].error or "")
+    assert sorted(env.images()) == ["demo-alpine 1.0"]
+
+
+def test_image_deleted_by_hand_is_re_added_and_state_loss_adopts(env: Env) -> None:
+    env.world.publish(images_v1())
+    settings = env.settings()
+    sync(settings, dry_run=False)
+    held = env.images()
+    env.cloud.glance().images.delete(held["demo-alpine 1.0"]["id"])
+    again = sync(settings, dry_run=False)
+    assert ("add", "demo-alpine", "done") in kinds(again)
+    assert next(r.action.reason for r in again.results if r.action.kind == "add") == "missing from target: re-add"
+    ids = {k: v["id"] for k, v in env.images().items()}
+    (settings.state_dir / "state.db").unlink()
+    adopted = sync(settings, dry_run=False)
+    assert adopted.exit_code == EXIT_OK and adopted.bytes_downloaded == 0
+    assert {r.action.reason for r in adopted.results} == {"adopted: identifier, version and sha512 match the list"}
+    assert {k: v["id"] for k, v in env.images().items()} == ids
+
+
+def test_delete_refused_falls_back_to_deactivate_and_retries(env: Env) -> None:
+    env.world.publish(images_v1())
+    settings = env.settings(retire={"mode": "delete"})
+    sync(settings, dry_run=False)
+    debian = env.images()["demo-debian 1.0"]
+    env.cloud.glance().images.update(debian["id"], protected=True)
+    env.world.publish(images_v1()[:1])
+    refused = sync(settings, dry_run=False)
+    assert refused.exit_code == EXIT_PARTIAL
+    assert "deactivated and made private, will retry next run" in (refused.results[-1].error or "")
+    now = env.images()["demo-debian 1.0"]
+    assert (now["status"], now["visibility"]) == ("deactivated", "private")
+    env.cloud.glance().images.update(debian["id"], protected=False)
+    retried = sync(settings, dry_run=False)
+    assert retried.exit_code == EXIT_OK, [r.error for r in retried.results]
+    assert "demo-debian 1.0" not in env.images()
+
+
+def test_several_targets_one_failing(env: Env) -> None:
+    env.world.publish(images_v1())
+    data = yaml.safe_load(env.config_path.read_text())
+    second = dict(data["targets"]["cloud"], tag=env.tag + "-b")
+    broken = dict(data["targets"]["cloud"], auth={**data["targets"]["cloud"]["auth"], "password_file": "/dev/null",
+                                                  "password": "wrong"})
+    broken["auth"].pop("password_file")
+    data["targets"].update({"second": second, "broken": broken})
+    env.config_path.write_text(yaml.safe_dump(data))
+    result = sync(config.load(env.config_path), dry_run=False)
+    assert result.exit_code == EXIT_PARTIAL
+    assert {t.name: t.status for t in result.targets} == {"cloud": "ok", "second": "ok", "broken": "failed"}
+    assert "401" in (next(t.error for t in result.targets if t.name == "broken") or "")
+    assert result.bytes_downloaded == sum(len(i.data) for i in images_v1())
+    assert sorted(env.images()) == ["demo-alpine 1.0", "demo-debian 1.0"]
+    glance = env.cloud.glance()
+    second_held = list(glance.images.list(filters={"tag": [env.tag + "-b"]}))
+    assert len(second_held) == 2
+    for image in second_held:
+        glance.images.delete(image["id"])
