@@ -229,12 +229,13 @@ def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...
 
 
 @cli.command()
+@click.option("--glance", is_flag=True, help="Sync into Glance (OS_* environment, else the local dev cloud).")
 @click.pass_obj
-def demo(obj: Context) -> None:
-    """Serve a freshly signed demo list over HTTPS on 127.0.0.1 and show it fetched, verified and parsed."""
+def demo(obj: Context, glance: bool) -> None:
+    """Sign and serve a demo image list on 127.0.0.1 and sync it three times: add; update and retire; tampered."""
     from imagesync.demo.run import run_demo
 
-    sys.exit(run_demo(echo=click.echo))
+    sys.exit(run_demo(echo=click.echo, glance=glance))
 
 
 def _print_json(data: dict[str, Any]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import yaml
 
 from imagesync.demo.server import Fault
 from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
+from tests.devcloud.fixture import DevCloud
 
 
 @pytest.fixture
@@ -142,4 +144,17 @@ def test_demo_command() -> None:
     assert "update          archive: demo/demo-alpine 2.0 (new version 2.0 (was 1.0)) -> done" in out
     assert "retire          archive: demo/demo-debian 1.0 (removed from list demo) -> done" in out
     assert "list demo: FAILED: demo: content does not match the signed digest (tampered)" in out
-    assert "  demo/demo-alpine-2.0.qcow2" in out
+    assert "demo/demo-alpine 2.0 (active) demo/demo-alpine-2.0.qcow2" in out
+
+
+def test_demo_into_glance(devcloud: DevCloud) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | devcloud.openstack_env()
+    result = subprocess.run([sys.executable, "-m", "imagesync", "demo", "--glance"], capture_output=True, text=True,
+                            env=env, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "update          cloud: demo/demo-alpine 2.0 (new version 2.0 (was 1.0)) -> done" in result.stdout
+    assert devcloud.user.password not in result.stdout + result.stderr
+    tag = next(line.split("tag ")[1].split(",")[0] for line in result.stdout.splitlines() if "Glance, tag" in line)
+    glance = devcloud.glance()
+    for image in list(glance.images.list(filters={"tag": [tag]})):
+        glance.images.delete(image["id"])
