@@ -14,7 +14,7 @@ from imagesync import lock
 from imagesync.config import Settings, TargetSettings
 from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
-from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ImagesyncError
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
 from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
 from imagesync.lifecycle import TargetState, allowed
@@ -125,6 +125,8 @@ def _connect(chosen: list[TargetSettings], result: SyncResult,
             driver = drivers.load(target)
             stack.callback(driver.close)
             inventory[target.name] = driver.inventory()
+        except ConfigError:
+            raise  # a bad target setting is the operator's to fix before any run (exit 2), not a flaky cloud
         except ImagesyncError as exc:
             message = exc.about(f"target {target.name}").one_line()
             log.error("target=%s result=unreachable error=%s", target.name, message)

@@ -200,6 +200,8 @@ class GlanceDriver:
 
     def _share_missing(self, target_id: str, desired: DesiredImage) -> None:
         members = self._members_for(desired)
+        if not members:
+            return  # Glance refuses to list members of images that are not shared
         with self._calls(f"list members of {target_id}"):
             present = {m["member_id"]: m["status"] for m in self._client.image_members.list(target_id)}
         missing = [p for p in members if present.get(p) != "accepted"]
