@@ -30,7 +30,7 @@ def test_cloudkeeper_and_voms_forms(tmp_path: Path) -> None:
     ("{not json", "not valid JSON"),
     ([], "expected"),
     ({"vo": "project"}, "vo: expected an object"),
-    ({"vo": {"domain": "Default"}}, "vo: project (or tenant) must be a non-empty string"),
+    ({"vo": {"domain": "Default"}}, r"vo: project \(or tenant\) must be a non-empty string"),
     ({"vo": {"project": "p", "domain": 3}}, "vo: domain must be a string"),
 ])
 def test_errors_name_the_file_and_entry(tmp_path: Path, data: object, message: str) -> None:
