@@ -16,20 +16,21 @@ import logging
 import lzma
 import os
 import re
-import resource
 import shutil
-import subprocess
-import tarfile
 import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import IO, Any
-from xml.parsers import expat
+from pathlib import Path
+from typing import Any
 
-from imagesync import redact
-from imagesync.errors import ImagesyncError
+from imagesync import qemu
+from imagesync.ova import copy_bounded, extract_ova
+from imagesync.qemu import ConversionError, qemu_img_available
+
+# Importers (execute, demo, tests) take these from here, where the conversion stage's interface is.
+__all__ = ["ISO", "SOURCE_FORMATS", "TARGET_FORMATS", "ConversionError", "ImageInfo", "Prepared", "inspect",
+           "prepare", "qemu_img_available"]
 
 log = logging.getLogger(__name__)
 
@@ -40,18 +41,8 @@ SOURCE_FORMATS = frozenset(TARGET_FORMATS)
 ISO = "iso"
 # Only single-file VMDK layouts: every other create-type is a descriptor naming extent files on the host.
 _VMDK_TYPES = frozenset({"monolithicSparse", "streamOptimized"})
-_CHUNK = 1024 * 1024
 _GiB = 1024**3
-_MAX_MEMBERS = 64
-_MAX_OVF = 1024 * 1024
-_DISK_SUFFIXES = (".vmdk", ".qcow2", ".img", ".raw", ".vhd", ".vhdx", ".vdi")
 _SHA512 = re.compile(r"[0-9a-f]{128}")
-# MALLOC_ARENA_MAX keeps qemu's thread pool from reserving gigabytes of address space under RLIMIT_AS.
-_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "MALLOC_ARENA_MAX": "2"}
-
-
-class ConversionError(ImagesyncError):
-    """An image could not be inspected, unpacked or converted; ``subject`` is the image's name."""
 
 
 @dataclass(frozen=True)
@@ -73,69 +64,11 @@ class Prepared:
     converted: bool
 
 
-@dataclass(frozen=True)
-class _Limits:
-    address_space: int
-    cpu_seconds: int
-    timeout: float
-    file_size: int
-
-
-_INFO_LIMITS = _Limits(address_space=2 * _GiB, cpu_seconds=120, timeout=180, file_size=0)
-
-
-def _convert_limits(max_size: int) -> _Limits:
-    # Headroom over max_size for qcow2/vhdx metadata; a runaway output is killed by SIGXFSZ.
-    return _Limits(32 * _GiB, cpu_seconds=6 * 3600, timeout=12 * 3600, file_size=max_size + max_size // 32 + _GiB)
-
-
-def qemu_img_available() -> str | None:
-    """Return the path of qemu-img, or None when it is not installed."""
-    return shutil.which("qemu-img")
-
-
-def _run(args: Sequence[str], limits: _Limits, *, name: str, what: str) -> str:
-    binary = qemu_img_available()
-    if binary is None:
-        raise ConversionError("qemu-img is not installed", subject=name, hint="install qemu-utils (Debian) or qemu-img")
-
-    def apply_limits() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
-        resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-    try:
-        # preexec_fn only calls setrlimit (no locks, no imports), which is safe even with download threads running.
-        done = subprocess.run(
-            [binary, *args], stdin=subprocess.DEVNULL, capture_output=True, env=_ENV, cwd="/",
-            timeout=limits.timeout, preexec_fn=apply_limits, check=False,
-        )
-    except subprocess.TimeoutExpired as exc:
-        raise ConversionError(f"qemu-img {what} timed out after {limits.timeout:.0f}s", subject=name) from exc
-    except OSError as exc:
-        raise ConversionError(f"cannot run qemu-img: {exc}", subject=name) from exc
-    if done.returncode != 0:
-        cause = _last_line(done.stderr.decode("utf-8", "replace"), done.returncode)
-        hint = "the file is not an image qemu-img can read" if what == "info" else "check free space and the image"
-        raise ConversionError(f"qemu-img {what} failed: {cause}", subject=name, hint=hint)
-    return done.stdout.decode("utf-8", "replace")
-
-
-def _last_line(stderr: str, returncode: int) -> str:
-    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    if returncode < 0:
-        cause = f"killed by signal {-returncode} (resource limit reached?)"
-    else:
-        cause = lines[-1].removeprefix("qemu-img: ") if lines else f"exit status {returncode}"
-    return redact.text(cause)[:300]
-
-
 def _qemu_info(path: Path, fmt: str | None, name: str) -> dict[str, Any]:
     # An absolute path, so qemu never reads "json:{...}" or "nbd:..." pseudo-filenames out of a file name.
     args = ["info", "--output=json", "-U", *(["-f", fmt] if fmt else []), str(path.absolute())]
     try:
-        data = json.loads(_run(args, _INFO_LIMITS, name=name, what="info"))
+        data = json.loads(qemu.run(args, qemu.INFO_LIMITS, name=name, what="info"))
     except ValueError as exc:
         raise ConversionError("qemu-img info printed something that is not JSON", subject=name) from exc
     if not isinstance(data, dict) or not isinstance(data.get("format"), str) or "virtual-size" not in data:
@@ -218,15 +151,6 @@ def _sniff(path: Path) -> str | None:
     return None
 
 
-def _copy_bounded(src: IO[bytes] | io.BufferedIOBase, dest: IO[bytes], limit: int, name: str) -> None:
-    total = 0
-    while chunk := src.read(_CHUNK):
-        total += len(chunk)
-        if total > limit:
-            raise ConversionError(f"the unpacked image exceeds the size limit of {limit} bytes", subject=name)
-        dest.write(chunk)
-
-
 def _open_compressed(path: Path, kind: str) -> io.BufferedIOBase:
     if kind == "gzip":
         return gzip.GzipFile(path, "rb")
@@ -242,110 +166,9 @@ def _decompress(path: Path, kind: str, work: Path, max_size: int, name: str) -> 
     dest = work / "decompressed"
     try:
         with _open_compressed(path, kind) as src, dest.open("xb") as out:
-            _copy_bounded(src, out, max_size, name)
+            copy_bounded(src, out, max_size, name)
     except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
         raise ConversionError(f"cannot decompress the {kind} image: {exc}", subject=name) from exc
-    return dest
-
-
-def _ova_error(problem: str, name: str) -> ConversionError:
-    return ConversionError(f"refused OVA: {problem}", subject=name, hint="an OVA must hold plain files and one OVF")
-
-
-def _member_problem(member: tarfile.TarInfo) -> str | None:
-    if not member.isreg():
-        return "not a regular file (links, devices, fifos and directories are refused)"
-    if member.name.startswith("/") or "\\" in member.name:
-        return "absolute path"
-    if ".." in PurePosixPath(member.name).parts:
-        return "'..' in its path"
-    return None
-
-
-def _safe_members(tar: tarfile.TarFile, max_size: int, name: str) -> dict[str, tarfile.TarInfo]:
-    """Read every header, refusing the whole archive at the first unsafe member or when it is too big."""
-    members: dict[str, tarfile.TarInfo] = {}
-    total = 0
-    while (member := tar.next()) is not None:
-        problem = _member_problem(member)
-        if problem:
-            raise _ova_error(f"member {member.name[:100]!r}: {problem}", name)
-        key = member.name.removeprefix("./")
-        if key in members:
-            raise _ova_error(f"member {key[:100]!r} appears twice", name)
-        members[key] = member
-        total += member.size
-        if len(members) > _MAX_MEMBERS or total > max_size:
-            raise _ova_error(f"more than {_MAX_MEMBERS} members or {max_size} bytes", name)
-    return members
-
-
-class _DtdFound(Exception):
-    pass
-
-
-def _ovf_disk_href(data: bytes, name: str) -> str | None:
-    """The file name of the OVF's first disk, or None if the descriptor is unusable."""
-    files: dict[str, str] = {}
-    refs: list[str] = []
-
-    def start(tag: str, attrs: dict[str, str]) -> None:
-        local = {key.rsplit("}", 1)[-1]: value for key, value in attrs.items()}
-        kind = tag.rsplit("}", 1)[-1]
-        if kind == "File" and "id" in local and "href" in local:
-            files[local["id"]] = local["href"]
-        elif kind == "Disk" and "fileRef" in local:
-            refs.append(local["fileRef"])
-
-    def refuse(*_: object) -> None:
-        raise _DtdFound
-
-    # expat itself, so a DTD is refused whatever the declared encoding (a byte search misses UTF-16 or EBCDIC):
-    # no entity is ever declared, so no billion laughs and no external entity.
-    parser = expat.ParserCreate(namespace_separator="}")
-    parser.StartElementHandler = start
-    parser.StartDoctypeDeclHandler = refuse
-    parser.EntityDeclHandler = refuse
-    try:
-        parser.Parse(data, True)
-    except _DtdFound:
-        raise _ova_error("the OVF declares a DTD or entities", name) from None
-    except expat.ExpatError as exc:
-        log.warning("image=%s ignoring unparsable OVF descriptor: %s", name, exc)
-        return None
-    return next((files[ref].removeprefix("./") for ref in refs if ref in files), None)
-
-
-def _choose_disk(tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str) -> tarfile.TarInfo:
-    descriptors = [m for key, m in members.items() if key.lower().endswith(".ovf")]
-    if len(descriptors) > 1:
-        raise _ova_error("several OVF descriptors", name)
-    href = None
-    if descriptors:
-        if descriptors[0].size > _MAX_OVF:
-            raise _ova_error(f"the OVF descriptor is larger than {_MAX_OVF} bytes", name)
-        with tar.extractfile(descriptors[0]) as f:  # type: ignore[union-attr]  # a regular member always has data
-            href = _ovf_disk_href(f.read(_MAX_OVF), name)
-    if href is not None:
-        if href not in members:
-            raise _ova_error(f"the OVF names disk {href[:100]!r}, which the archive lacks", name)
-        return members[href]
-    disks = [m for key, m in members.items() if key.lower().endswith(_DISK_SUFFIXES)]
-    if len(disks) != 1:
-        raise _ova_error(f"{len(disks)} disk files and no OVF naming one", name)
-    return disks[0]
-
-
-def _extract_ova(path: Path, work: Path, max_size: int, name: str) -> Path:
-    # Only the chosen disk's bytes are written, under our own name: no member name ever reaches the filesystem.
-    dest = work / "ova-disk"
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            member = _choose_disk(tar, _safe_members(tar, max_size, name), name)
-            with tar.extractfile(member) as src, dest.open("xb") as out:  # type: ignore[union-attr]
-                _copy_bounded(src, out, max_size, name)
-    except (tarfile.TarError, OSError) as exc:
-        raise ConversionError(f"cannot unpack the OVA: {exc}", subject=name) from exc
     return dest
 
 
@@ -358,7 +181,7 @@ def _unwrap(path: Path, work: Path, max_size: int, name: str) -> Path:
         if kind not in (None, "tar"):
             raise ConversionError(f"the decompressed image is {kind}-compressed again", subject=name)
     if kind == "tar":
-        path = _extract_ova(path, work, max_size, name)
+        path = extract_ova(path, work, max_size, name)
         if _sniff(path) is not None:
             raise ConversionError("the disk inside the OVA is compressed or an archive", subject=name)
     return path
@@ -415,7 +238,7 @@ def _convert(source: Path, info: ImageInfo, *, work: Path, accepted: Sequence[st
     log.info("image=%s converting %s -> %s", name, info.format, target)
     # -f names the probed format, so qemu never probes again while converting.
     args = ["convert", "-q", "-f", info.format, "-O", target, str(source.absolute()), str(tmp.absolute())]
-    _run(args, _convert_limits(max_size), name=name, what="convert")
+    qemu.run(args, qemu.convert_limits(max_size), name=name, what="convert")
     return tmp
 
 

@@ -4,16 +4,15 @@ Bytes are streamed in large chunks: the calling thread reads the network while a
 and appends to ``partial/<sha512>.partial``, so hashing overlaps the transfer and memory stays bounded by a few
 chunks. A partial left by an earlier attempt or run is resumed with ``Range``. Only a file whose size and sha512
 matched is renamed into ``images/<sha512[:2]>/<sha512>``: nothing corrupt is ever served from the cache.
+The buffers, threads and the partial file itself are in :mod:`imagesync.stream`.
 """
 
 from __future__ import annotations
 
 import errno
-import hashlib
 import http.client
 import logging
 import os
-import queue
 import re
 import shutil
 import threading
@@ -22,7 +21,6 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import requests
 import urllib3.exceptions
@@ -30,14 +28,13 @@ import urllib3.exceptions
 from imagesync import redact
 from imagesync.errors import ImagesyncError
 from imagesync.fetch import AttemptFailed, FetchPolicy, check_status, request_failure, trusting_session
+from imagesync.stream import Partial, Sink, body_reader, file_sha512
 
 log = logging.getLogger(__name__)
 
 GiB = 1024**3
 MiB = 1024**2
 _BACKOFF_CAP = 60.0
-_BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 once writeback is nudged
-_WRITEBACK = 64 * MiB  # bytes written between two nudges to the kernel to start writing them out
 _SHA512 = re.compile(r"^[0-9a-f]{128}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
@@ -94,112 +91,6 @@ class _Fatal(Exception):
         self.message = message
         self.hint = hint
         self.discard = discard
-
-
-class _Partial:
-    """The ``.partial`` file of one image and the running sha512 of exactly the bytes it holds."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.hasher = hashlib.sha512()
-        self.length = 0
-        self.fetched = 0
-
-    def load(self, expected_size: int, chunk_size: int) -> None:
-        """Hash what an earlier attempt left; a partial longer than the image is worthless."""
-        self.hasher, self.length = hashlib.sha512(), 0
-        if not self.path.exists():
-            return
-        if self.path.stat().st_size > expected_size:
-            self.reset()
-            return
-        with self.path.open("rb") as handle:
-            while block := handle.read(chunk_size):
-                self.hasher.update(block)
-                self.length += len(block)
-
-    def reset(self) -> None:
-        """Start again from zero."""
-        self.path.unlink(missing_ok=True)
-        self.hasher, self.length = hashlib.sha512(), 0
-
-
-class _Stage:
-    """One thread fed by a bounded queue; hashlib and file writes release the GIL, so stages overlap."""
-
-    def __init__(self, name: str, work: Callable[[memoryview], object], then: queue.Queue[Any]) -> None:
-        self._work = work
-        self._then = then
-        self.queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
-        self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-        self._thread.start()
-
-    def join(self) -> None:
-        self.queue.put(None)
-        self._thread.join()
-
-    def _run(self) -> None:
-        while (item := self.queue.get()) is not None:
-            if self.error is None:  # after a failure keep passing buffers on so the reader never blocks
-                try:
-                    self._work(memoryview(item[0])[: item[1]])
-                except OSError as exc:
-                    self.error = exc
-            self._then.put(item)
-
-
-class _Sink:
-    """A pipeline over a few reused buffers: the reader fills one while the previous is hashed and the one
-    before is written, so the network, sha512 and the disk overlap and memory is ``_BUFFERS`` chunks."""
-
-    def __init__(self, partial: _Partial, chunk_size: int) -> None:
-        self._partial = partial
-        self._handle = partial.path.open("ab", buffering=0)
-        self._end = self._flushed = partial.length
-        self._free: queue.Queue[tuple[bytearray, int]] = queue.Queue()
-        for _ in range(_BUFFERS):
-            self._free.put((bytearray(chunk_size), 0))
-        tag = partial.path.name[:12]
-        self._write = _Stage(f"write:{tag}", self._write_all, self._free)
-        self._hash = _Stage(f"sha512:{tag}", partial.hasher.update, self._write.queue)
-
-    def buffer(self) -> bytearray:
-        """A free buffer to read into (blocks while every buffer is in use). Raises OSError once a write failed."""
-        if self._write.error is not None:
-            raise self._write.error
-        return self._free.get()[0]
-
-    def put(self, buffer: bytearray, n: int) -> None:
-        """Hand the first ``n`` bytes of ``buffer`` on to be hashed and written."""
-        self._hash.queue.put((buffer, n))
-        self._partial.length += n
-
-    def close(self, *, sync: bool) -> None:
-        """Drain both threads, optionally fsync, close. Raises the OSError of a failed write."""
-        self._hash.join()
-        self._write.join()
-        try:
-            if sync and self._write.error is None:
-                os.fsync(self._handle.fileno())
-        except OSError as exc:
-            self._write.error = exc
-        finally:
-            self._handle.close()
-        if self._write.error is not None:
-            raise self._write.error
-
-    def _write_all(self, view: memoryview) -> None:
-        while view:
-            written = self._handle.write(view) or 0
-            view = view[written:]
-            self._end += written
-        if self._end - self._flushed >= _WRITEBACK and hasattr(os, "posix_fadvise"):
-            # Start the disk writing now (Linux begins writeback of dirty pages on DONTNEED), so the fsync
-            # before the rename waits for the last window only, and a big image does not flood the page cache.
-            os.posix_fadvise(self._handle.fileno(), self._flushed, self._end - self._flushed,
-                             os.POSIX_FADV_DONTNEED)
-            self._flushed = self._end
 
 
 class Downloader:
@@ -287,7 +178,7 @@ class Downloader:
             path.unlink()
             return None
         # Blobs are renamed into place unsynced, so a crash of the machine may leave one torn: check it.
-        digest = _file_sha512(path, self._policy.chunk_size)
+        digest = file_sha512(path, self._policy.chunk_size)
         if digest != request.sha512:
             log.warning("image=%s cached file %s is corrupt (sha512 %s...): deleting it", request.name, path,
                         digest[:16])
@@ -302,7 +193,7 @@ class Downloader:
             raise DownloadError(f"size {request.size} bytes exceeds max_image_size {self._policy.max_image_size}",
                                 subject=request.name, hint="raise download.max_image_size if this image is wanted")
         self._partials.mkdir(parents=True, exist_ok=True)
-        partial = _Partial(self._partials / f"{request.sha512}.partial")
+        partial = Partial(self._partials / f"{request.sha512}.partial")
         partial.load(request.size, self._policy.chunk_size)
         self._check_space(request, partial.length)
         self._attempts(request, partial)
@@ -319,7 +210,7 @@ class Downloader:
                                 f"min_free_space {_human(self._policy.min_free_space)}, have {_human(free)}",
                                 subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
 
-    def _attempts(self, request: DownloadRequest, partial: _Partial) -> None:
+    def _attempts(self, request: DownloadRequest, partial: Partial) -> None:
         attempts = self._policy.retries + 1
         for attempt in range(1, attempts + 1):
             log.debug("image=%s url=%s attempt=%d offset=%d", request.name, redact.url(request.url), attempt,
@@ -341,7 +232,7 @@ class Downloader:
                           redact.text(failed.message), delay)
                 self._sleep(delay)
 
-    def _attempt(self, request: DownloadRequest, partial: _Partial) -> None:
+    def _attempt(self, request: DownloadRequest, partial: Partial) -> None:
         if partial.length == request.size:
             return  # an earlier run got every byte but stopped before the rename: just verify
         headers = {"Accept-Encoding": "identity"}  # the bytes as listed, never a compressed rendering
@@ -356,7 +247,7 @@ class Downloader:
             self._accept(response, request, partial)
             self._stream(response, request, partial)
 
-    def _accept(self, response: requests.Response, request: DownloadRequest, partial: _Partial) -> None:
+    def _accept(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
         """Decide from status and headers whether and where this response's body goes."""
         url = redact.url(request.url)
         if response.status_code == 404:
@@ -377,10 +268,10 @@ class Downloader:
                          f"{request.size}", "the list or the server is wrong; tell the list's endorser",
                          discard=False)
 
-    def _stream(self, response: requests.Response, request: DownloadRequest, partial: _Partial) -> None:
-        read_into = _reader(response)
+    def _stream(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
+        read_into = body_reader(response)
         remaining = request.size - partial.length
-        sink = _Sink(partial, self._policy.chunk_size)
+        sink = Sink(partial, self._policy.chunk_size)
         try:
             while True:
                 buffer = sink.buffer()
@@ -407,12 +298,12 @@ class Downloader:
             raise AttemptFailed(f"cannot fetch {redact.url(request.url)}: truncated ({partial.length} of "
                                 f"{request.size} bytes)", "connection dropped; try again", retry=True)
 
-    def _count(self, partial: _Partial, n: int) -> None:
+    def _count(self, partial: Partial, n: int) -> None:
         partial.fetched += n
         with self._lock:
             self._bytes_fetched += n
 
-    def _promote(self, request: DownloadRequest, partial: _Partial) -> Path:
+    def _promote(self, request: DownloadRequest, partial: Partial) -> Path:
         digest = partial.hasher.hexdigest()
         if partial.length != request.size or digest != request.sha512:
             what = (f"checksum mismatch: expected {request.sha512[:16]}..., got {digest[:16]}..."
@@ -427,30 +318,6 @@ class Downloader:
         _fsync_dir(final.parent)
         return final
 
-
-def _reader(response: requests.Response) -> Callable[[memoryview], int]:
-    """``readinto`` for the body: http.client's own reads straight into our buffer (no copy, no allocation);
-    urllib3's ``read`` is the fallback for anything else."""
-    fp = getattr(response.raw, "_fp", None)
-    if isinstance(fp, http.client.HTTPResponse):
-        return fp.readinto
-
-    def read_into(view: memoryview) -> int:
-        data = response.raw.read(len(view), decode_content=False)
-        view[: len(data)] = data
-        return len(data)
-
-    return read_into
-
-
-def _file_sha512(path: Path, chunk_size: int) -> str:
-    hasher = hashlib.sha512()
-    buffer = bytearray(chunk_size)
-    view = memoryview(buffer)
-    with path.open("rb", buffering=0) as handle:
-        while n := handle.readinto(buffer):
-            hasher.update(view[:n])
-    return hasher.hexdigest()
 
 
 def _validate(request: DownloadRequest) -> None:

@@ -2,8 +2,9 @@
 
 WAL journal (readers never block the single writer), ``synchronous=NORMAL`` (a power cut may lose the last
 step but never corrupts), one transaction per recorded step, forward-only migrations counted in
-``PRAGMA user_version``. Secrets never land here: URLs go through :func:`imagesync.redact.url` and free text
-(errors, image attributes) through :func:`imagesync.redact.text`.
+``PRAGMA user_version`` (:mod:`imagesync.state_schema`; rows and records in :mod:`imagesync.state_records`).
+Secrets never land here: URLs go through :func:`imagesync.redact.url` and free text (errors, image attributes)
+through :func:`imagesync.redact.text`.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -21,183 +21,26 @@ from typing import Any, cast
 from imagesync import lifecycle, redact
 from imagesync.errors import ImagesyncError, RollbackError
 from imagesync.lifecycle import TargetState
-from imagesync.model import Image, Known, ListState
+from imagesync.model import Image
+from imagesync.state_records import (
+    ImageRecord,
+    ListRecord,
+    RunRecord,
+    TargetImageRecord,
+    image_record,
+    list_record,
+    redacted_text,
+    run_record,
+    target_record,
+    ts,
+)
+from imagesync.state_schema import migrate
+
+# The records are part of StateStore's interface: importers take them from here.
+__all__ = ["BUSY_TIMEOUT_MS", "DB_NAME", "ImageRecord", "ListRecord", "RunRecord", "StateStore", "TargetImageRecord"]
 
 DB_NAME = "state.db"
 BUSY_TIMEOUT_MS = 30_000
-
-
-# -- schema -----------------------------------------------------------------------------------------------
-# Forward only: a released migration is never edited, a change is a new one appended. Each runs in its own
-# transaction together with its ``user_version`` bump, so a crash leaves the DB at the previous version.
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    summary: str
-    statements: tuple[str, ...]
-
-
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "lists, images, target images, runs", (
-        "CREATE TABLE lists (name TEXT PRIMARY KEY, url TEXT NOT NULL, etag TEXT, last_modified TEXT, raw BLOB,"
-        " identifier TEXT, created TEXT, expires TEXT, signer_dn TEXT, signer_ca TEXT,"
-        " status TEXT CHECK (status IN ('ok', 'unchanged', 'failed')), error TEXT, fetched_at TEXT,"
-        " accepted_at TEXT, accepted_url TEXT)",
-        "CREATE TABLE images (list_name TEXT NOT NULL, identifier TEXT NOT NULL, version TEXT NOT NULL,"
-        " sha512 TEXT NOT NULL, size INTEGER NOT NULL, uri TEXT NOT NULL, title TEXT,"
-        " attributes_json TEXT NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,"
-        " PRIMARY KEY (list_name, identifier, version))",
-        "CREATE TABLE target_images (id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL,"
-        " list_name TEXT NOT NULL, identifier TEXT NOT NULL, version TEXT NOT NULL, sha512 TEXT NOT NULL,"
-        " state TEXT NOT NULL CHECK (state IN ('pending', 'downloaded', 'uploading', 'active', 'superseded',"
-        " 'retired', 'deleted', 'failed')), target_id TEXT, projects TEXT NOT NULL DEFAULT '[]', error TEXT,"
-        " created_at TEXT NOT NULL, updated_at TEXT NOT NULL, retired_at TEXT)",
-        "CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, dry_run INTEGER NOT NULL,"
-        " started_at TEXT NOT NULL, finished_at TEXT, exit_code INTEGER, counts TEXT)",
-    )),
-    Migration(2, "at most one live record per image and target; lookup indexes", (
-        # Idempotency (invariant 4) enforced by the database too, not only by new_target_image.
-        "CREATE UNIQUE INDEX target_images_live ON target_images (target, list_name, identifier, version)"
-        " WHERE state <> 'deleted'",
-        "CREATE INDEX target_images_by_list ON target_images (list_name, state)",
-    )),
-)
-LATEST = MIGRATIONS[-1].version
-
-
-def schema_version(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("PRAGMA user_version").fetchone()[0])
-
-
-def migrate(conn: sqlite3.Connection, *, upto: int = LATEST) -> int:
-    """Bring the schema of ``conn`` (in autocommit mode) forward to version ``upto``; returns the version.
-
-    Raises ImagesyncError if the DB is newer than this code or holds tables but no schema version;
-    sqlite3.Error if a migration fails (its transaction is rolled back).
-    """
-    for migration in MIGRATIONS:
-        if migration.version > upto:
-            break
-        conn.execute("BEGIN IMMEDIATE")  # re-read the version under the write lock: another process may migrate
-        try:
-            current = _checked_version(conn)
-            if current < migration.version:
-                for statement in migration.statements:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {migration.version:d}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-    return schema_version(conn)
-
-
-def _checked_version(conn: sqlite3.Connection) -> int:
-    current = schema_version(conn)
-    if current > LATEST:
-        raise ImagesyncError(f"state.db schema {current} is newer than this imagesync ({LATEST})",
-                             hint="upgrade imagesync; the state database is left untouched")
-    if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        raise ImagesyncError("state.db holds tables but no imagesync schema version",
-                             hint="point state_dir at imagesync's own directory")
-    return current
-
-
-@dataclass(frozen=True)
-class ListRecord:
-    name: str
-    url: str
-    etag: str | None
-    last_modified: str | None
-    raw: bytes | None  # the last verified signed copy, re-verified when the server answers 304
-    identifier: str | None
-    created: datetime | None  # of the last accepted copy: what rollback protection compares with
-    expires: datetime | None
-    signer_dn: str | None
-    signer_ca: str | None
-    status: ListState | None
-    error: str | None
-    fetched_at: datetime | None
-    accepted_at: datetime | None
-    accepted_url: str | None = None  # the (redacted) URL ``created`` and ``raw`` were accepted from
-
-    def cache_for(self, url: str) -> tuple[str | None, str | None, bytes] | None:
-        """(etag, last_modified, raw) for a conditional GET of ``url``, or None when a full GET is needed.
-
-        Validators are only worth sending when the stored copy they stand for came from that same URL.
-        """
-        if self.raw is None or self.accepted_url != redact.url(url):
-            return None
-        return self.etag, self.last_modified, self.raw
-
-
-@dataclass(frozen=True)
-class ImageRecord:
-    list_name: str
-    identifier: str
-    version: str
-    sha512: str
-    size: int
-    uri: str
-    title: str | None
-    attributes_json: str
-    first_seen: datetime
-    last_seen: datetime
-
-
-@dataclass(frozen=True)
-class TargetImageRecord:
-    id: int
-    target: str
-    list_name: str
-    identifier: str
-    version: str
-    sha512: str
-    state: TargetState
-    target_id: str | None
-    projects: tuple[str, ...]
-    error: str | None
-    created_at: datetime
-    updated_at: datetime
-    retired_at: datetime | None
-
-    def known(self) -> Known:
-        """This record as the planner sees it."""
-        return Known(record_id=self.id, list_name=self.list_name, identifier=self.identifier, version=self.version,
-                     sha512=self.sha512, state=self.state.value, target_id=self.target_id, retired_at=self.retired_at)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    dry_run: bool
-    started_at: datetime
-    finished_at: datetime | None
-    exit_code: int | None
-    counts: Mapping[str, int]
-
-
-def _ts(value: datetime | None) -> str | None:
-    """Fixed-width ISO-8601 UTC, so stored strings also sort as times. Raises ValueError on naive datetimes."""
-    if value is None:
-        return None
-    if value.tzinfo is None:
-        raise ValueError(f"naive datetime {value.isoformat()} given to the state store; pass an aware one")
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _dt(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
-
-
-def _req_dt(value: str) -> datetime:
-    return datetime.fromisoformat(value)
-
-
-def _redacted(value: str | None) -> str | None:
-    return None if value is None else redact.text(value)
 
 
 class StateStore:
@@ -278,11 +121,11 @@ class StateStore:
     def get_list(self, name: str) -> ListRecord | None:
         """The stored record of list ``name``, or None if never seen."""
         row = self._one("SELECT * FROM lists WHERE name = ?", (name,))
-        return None if row is None else _list(row)
+        return None if row is None else list_record(row)
 
     def lists(self) -> list[ListRecord]:
         """Every list the state knows, by name."""
-        return [_list(row) for row in self._all("SELECT * FROM lists ORDER BY name")]
+        return [list_record(row) for row in self._all("SELECT * FROM lists ORDER BY name")]
 
     def previous_created(self, name: str, *, url: str) -> datetime | None:
         """The created date a new copy of ``name`` fetched from ``url`` must not be older than (rollback)."""
@@ -315,8 +158,8 @@ class StateStore:
                 " signer_ca = excluded.signer_ca, status = excluded.status, error = NULL,"
                 " fetched_at = excluded.fetched_at, accepted_at = excluded.accepted_at,"
                 " accepted_url = excluded.accepted_url",
-                (name, clean, etag, last_modified, raw, identifier, _ts(created), _ts(expires), signer_dn,
-                 signer_ca, "unchanged" if unchanged else "ok", _ts(at), _ts(at), clean))
+                (name, clean, etag, last_modified, raw, identifier, ts(created), ts(expires), signer_dn,
+                 signer_ca, "unchanged" if unchanged else "ok", ts(at), ts(at), clean))
 
     def record_list_failed(self, name: str, *, url: str, error: str, at: datetime) -> None:
         """Record a failed fetch/verify/parse; the accepted copy, its created date and validators stay.
@@ -328,7 +171,7 @@ class StateStore:
                 "INSERT INTO lists (name, url, status, error, fetched_at) VALUES (?, ?, 'failed', ?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET url = excluded.url, status = 'failed', error = excluded.error,"
                 " fetched_at = excluded.fetched_at",
-                (name, redact.url(url), redact.text(error), _ts(at)))
+                (name, redact.url(url), redact.text(error), ts(at)))
 
     def record_validators(self, name: str, *, url: str, etag: str | None, last_modified: str | None,
                           at: datetime) -> None:
@@ -343,7 +186,7 @@ class StateStore:
                 " ON CONFLICT (name) DO UPDATE SET url = excluded.url, fetched_at = excluded.fetched_at,"
                 " raw = CASE WHEN etag IS excluded.etag AND last_modified IS excluded.last_modified"
                 " THEN raw ELSE NULL END, etag = excluded.etag, last_modified = excluded.last_modified",
-                (name, redact.url(url), etag, last_modified, _ts(at)))
+                (name, redact.url(url), etag, last_modified, ts(at)))
 
     # -- images -----------------------------------------------------------------------------------------
 
@@ -358,13 +201,13 @@ class StateStore:
                 " size = excluded.size, uri = excluded.uri, title = excluded.title,"
                 " attributes_json = excluded.attributes_json, last_seen = excluded.last_seen",
                 (list_name, image.identifier, image.version, image.sha512, image.size, redact.url(image.uri),
-                 image.title, attributes, _ts(at), _ts(at)))
+                 image.title, attributes, ts(at), ts(at)))
 
     def images(self, list_name: str | None = None) -> list[ImageRecord]:
         """Known images, of one list or all, ordered by list, identifier, version."""
         rows = self._all("SELECT * FROM images WHERE ?1 IS NULL OR list_name = ?1"
                          " ORDER BY list_name, identifier, version", (list_name,))
-        return [_image(row) for row in rows]
+        return [image_record(row) for row in rows]
 
     # -- target images ----------------------------------------------------------------------------------
 
@@ -382,7 +225,7 @@ class StateStore:
             cursor = self._conn.execute(
                 "INSERT INTO target_images (target, list_name, identifier, version, sha512, state, projects,"
                 " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, '[]', ?, ?)",
-                (target, list_name, identifier, version, sha512, TargetState.PENDING.value, _ts(at), _ts(at)))
+                (target, list_name, identifier, version, sha512, TargetState.PENDING.value, ts(at), ts(at)))
             return self._target_image(cast(int, cursor.lastrowid))
 
     def transition(self, record_id: int, new_state: TargetState, *, at: datetime, target_id: str | None = None,
@@ -405,8 +248,8 @@ class StateStore:
                 "UPDATE target_images SET state = ?, target_id = ?, projects = ?, error = ?, updated_at = ?,"
                 " retired_at = ? WHERE id = ?",
                 (new_state.value, current.target_id if target_id is None else target_id,
-                 json.dumps(list(current.projects if projects is None else projects)), _redacted(error),
-                 _ts(at), _ts(retired_at), record_id))
+                 json.dumps(list(current.projects if projects is None else projects)), redacted_text(error),
+                 ts(at), ts(retired_at), record_id))
             return self._target_image(record_id)
 
     def record_error(self, record_id: int, *, error: str, at: datetime) -> TargetImageRecord:
@@ -415,13 +258,13 @@ class StateStore:
         with self.step():
             self._target_image(record_id)
             self._conn.execute("UPDATE target_images SET error = ?, updated_at = ? WHERE id = ?",
-                               (redact.text(error), _ts(at), record_id))
+                               (redact.text(error), ts(at), record_id))
             return self._target_image(record_id)
 
     def get_target_image(self, record_id: int) -> TargetImageRecord | None:
         """Record ``record_id``, or None."""
         row = self._one("SELECT * FROM target_images WHERE id = ?", (record_id,))
-        return None if row is None else _target(row)
+        return None if row is None else target_record(row)
 
     def _target_image(self, record_id: int) -> TargetImageRecord:
         record = self.get_target_image(record_id)
@@ -437,7 +280,7 @@ class StateStore:
             "SELECT * FROM target_images WHERE (?1 IS NULL OR target = ?1) AND (?2 IS NULL OR list_name = ?2)"
             " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3))) ORDER BY id",
             (target, list_name, wanted))
-        return [_target(row) for row in rows]
+        return [target_record(row) for row in rows]
 
     def find_target_image(self, *, target: str, list_name: str, identifier: str,
                           version: str) -> TargetImageRecord | None:
@@ -446,7 +289,7 @@ class StateStore:
             "SELECT * FROM target_images WHERE target = ? AND list_name = ? AND identifier = ? AND version = ?"
             " AND state <> ? ORDER BY id DESC LIMIT 1",
             (target, list_name, identifier, version, TargetState.DELETED.value))
-        return None if row is None else _target(row)
+        return None if row is None else target_record(row)
 
     # -- runs -------------------------------------------------------------------------------------------
 
@@ -454,7 +297,7 @@ class StateStore:
         """Record the start of a run; returns its id. Raises sqlite3.Error on write failure."""
         with self.step():
             cursor = self._conn.execute("INSERT INTO runs (dry_run, started_at) VALUES (?, ?)",
-                                        (int(dry_run), _ts(at)))
+                                        (int(dry_run), ts(at)))
             return cast(int, cursor.lastrowid)
 
     def finish_run(self, run_id: int, *, exit_code: int, counts: Mapping[str, int], at: datetime) -> None:
@@ -462,13 +305,13 @@ class StateStore:
         with self.step():
             cursor = self._conn.execute(
                 "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ? WHERE id = ?",
-                (_ts(at), exit_code, json.dumps(dict(counts), sort_keys=True), run_id))
+                (ts(at), exit_code, json.dumps(dict(counts), sort_keys=True), run_id))
             if cursor.rowcount != 1:
                 raise KeyError(f"no run {run_id}")
 
     def last_runs(self, n: int) -> list[RunRecord]:
         """The ``n`` most recent runs, newest first."""
-        return [_run(row) for row in self._all("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (n,))]
+        return [run_record(row) for row in self._all("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (n,))]
 
 
 def _configure(conn: sqlite3.Connection) -> None:
@@ -478,33 +321,4 @@ def _configure(conn: sqlite3.Connection) -> None:
         raise sqlite3.DatabaseError(f"cannot switch to WAL journal mode (got {mode})")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-
-
-def _list(row: sqlite3.Row) -> ListRecord:
-    return ListRecord(
-        name=row["name"], url=row["url"], etag=row["etag"], last_modified=row["last_modified"], raw=row["raw"],
-        identifier=row["identifier"], created=_dt(row["created"]), expires=_dt(row["expires"]),
-        signer_dn=row["signer_dn"], signer_ca=row["signer_ca"], status=row["status"], error=row["error"],
-        fetched_at=_dt(row["fetched_at"]), accepted_at=_dt(row["accepted_at"]), accepted_url=row["accepted_url"])
-
-
-def _image(row: sqlite3.Row) -> ImageRecord:
-    return ImageRecord(
-        list_name=row["list_name"], identifier=row["identifier"], version=row["version"], sha512=row["sha512"],
-        size=row["size"], uri=row["uri"], title=row["title"], attributes_json=row["attributes_json"],
-        first_seen=_req_dt(row["first_seen"]), last_seen=_req_dt(row["last_seen"]))
-
-
-def _target(row: sqlite3.Row) -> TargetImageRecord:
-    return TargetImageRecord(
-        id=row["id"], target=row["target"], list_name=row["list_name"], identifier=row["identifier"],
-        version=row["version"], sha512=row["sha512"], state=TargetState(row["state"]), target_id=row["target_id"],
-        projects=tuple(json.loads(row["projects"])), error=row["error"], created_at=_req_dt(row["created_at"]),
-        updated_at=_req_dt(row["updated_at"]), retired_at=_dt(row["retired_at"]))
-
-
-def _run(row: sqlite3.Row) -> RunRecord:
-    return RunRecord(id=row["id"], dry_run=bool(row["dry_run"]), started_at=_req_dt(row["started_at"]),
-                     finished_at=_dt(row["finished_at"]), exit_code=row["exit_code"],
-                     counts=json.loads(row["counts"]) if row["counts"] else {})
 

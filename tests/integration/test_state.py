@@ -19,7 +19,8 @@ from imagesync import redact
 from imagesync.errors import ImagesyncError, RollbackError
 from imagesync.lifecycle import IllegalTransition, TargetState
 from imagesync.model import Image
-from imagesync.state import LATEST, MIGRATIONS, StateStore, migrate
+from imagesync.state import StateStore
+from imagesync.state_schema import LATEST, MIGRATIONS, migrate
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 URL = "https://lists.example.org/store/fedcloud/image.list"
