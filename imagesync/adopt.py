@@ -69,6 +69,12 @@ def _target(driver: GlanceDriver, source: Source, wanted: dict[tuple[str, str], 
             yield Adoption(driver.name, image.id, image.identifier, "skipped",
                            "no listed image with this identifier, version and sha512: left alone")
             continue
+        live = store.find_target_image(target=driver.name, list_name=desired.list_name,
+                                       identifier=desired.image.identifier, version=desired.image.version)
+        if live is not None and live.target_id not in (None, image.id):
+            yield Adoption(driver.name, image.id, image.identifier, "skipped",
+                           f"already managed as {live.target_id}: left alone")
+            continue
         if dry_run:
             yield Adoption(driver.name, image.id, image.identifier, "planned", "identifier and sha512 match")
             continue

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
@@ -84,7 +85,22 @@ class CAStore:
             raise UntrustedSignerError(
                 f"signer {dn.render(leaf.subject)} does not chain to a CA in {self.directory}: {_short(exc)}"
             ) from None
+        chain = self._to_root(chain)
         self._check_revocation(chain, now)
+        return chain
+
+    def _to_root(self, chain: list[x509.Certificate]) -> list[x509.Certificate]:
+        # Every CA in the directory is an anchor, so the verified path may stop at an intermediate: follow it up
+        # to its self-signed root so that the root's CRL entry for the intermediate is checked too.
+        chain = list(chain)
+        for _ in range(8):
+            top = chain[-1]
+            if top.issuer == top.subject:
+                break
+            parent = next((a for a in self.anchors if a.subject == top.issuer and _issued(top, a)), None)
+            if parent is None or parent in chain:
+                break
+            chain.append(parent)
         return chain
 
     def _check_revocation(self, chain: list[x509.Certificate], now: datetime) -> None:
@@ -99,7 +115,11 @@ class CAStore:
                                    f"is revoked by {dn.render(issuer.subject)}")
 
     def _fresh_crl(self, issuer: x509.Certificate, now: datetime) -> x509.CertificateRevocationList | None:
-        candidates = [c for c in self.crls.get(issuer.subject, []) if self._signed_by(c, issuer)]
+        named = self.crls.get(issuer.subject, [])
+        candidates = [c for c in named if self._signed_by(c, issuer)]
+        if named and not candidates:
+            raise RevokedError(f"the CRL for CA {dn.render(issuer.subject)} in {self.directory} is not signed by "
+                               "that CA", hint="replace the CRL (fetch-crl)")
         if not candidates:
             if self.crl_mode == "require":
                 raise RevokedError(f"no CRL for CA {dn.render(issuer.subject)} in {self.directory} "
@@ -119,6 +139,14 @@ class CAStore:
             except (TypeError, ValueError):
                 self._crl_ok[key] = False
         return self._crl_ok[key]
+
+
+def _issued(child: x509.Certificate, parent: x509.Certificate) -> bool:
+    try:
+        child.verify_directly_issued_by(parent)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def check_signing_certificate(cert: x509.Certificate, now: datetime) -> None:

@@ -17,7 +17,6 @@ from imagesync.accept import Verifier
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
 from imagesync.gather import ListOutcome, ListStage, make_fetcher
-from imagesync.state import StateStore
 
 log = logging.getLogger(__name__)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -165,7 +164,7 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
     result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names)
     data = report.sync_json(result)
     if report_file is not None:
-        atomic.write_bytes(report_file, (json.dumps(data, indent=2) + "\n").encode())
+        atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
     if fmt == "json":
         _print_json(data)
     else:
@@ -186,7 +185,7 @@ def _check_names(option: str, given: tuple[str, ...], known: list[str]) -> None:
 def images(obj: Context, list_name: str | None, fmt: str) -> None:
     """Known images, their versions and, per target, their ids and states (from the state, no network)."""
     settings = obj.settings()
-    with StateStore.open(settings.state_dir) as store:
+    with pipeline.open_state(settings, dry_run=True) as store:
         data = report.images_json(store, list_name)
     if fmt == "json":
         _print_json(data)
@@ -239,7 +238,11 @@ def demo(obj: Context, glance: bool) -> None:
 
 
 def _print_json(data: dict[str, Any]) -> None:
-    click.echo(redact.text(json.dumps(data, indent=2, ensure_ascii=False)))
+    click.echo(_json_text(data))
+
+
+def _json_text(data: dict[str, Any]) -> str:
+    return redact.text(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

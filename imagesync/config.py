@@ -242,7 +242,9 @@ def split_token(url: str, sec: Section | None = None) -> tuple[str, str | None]:
 def _target(sec: Section, base: Path) -> TargetSettings:
     driver = sec.choice("driver", DRIVERS, None, required=True)
     retire = _retire(sec.section("retire"))
-    auth = sec.string_map("auth")
+    # Secret files named relative to the config file, like token_file (cron runs from another directory).
+    auth = {key: str(base / Path(value).expanduser()) if key.endswith("_file") else value
+            for key, value in sec.string_map("auth").items()}
     result = TargetSettings(
         name=sec.name, driver=driver, tag=sec.string("tag") or "imagesync",
         disk_formats=sec.string_list("disk_formats") or ("qcow2", "raw"),
@@ -254,6 +256,9 @@ def _target(sec: Section, base: Path) -> TargetSettings:
     )
     if driver == "directory" and result.path is None:
         sec.fail("path", "required for the directory driver")
+    if driver == "glance" and result.visibility == "shared" and result.projects_file is None:
+        sec.fail("projects_file", "required with visibility shared (VO -> project mapping), "
+                 "or choose visibility private or community")
     sec.finish()
     return result
 

@@ -121,7 +121,8 @@ class Executor:
             self._fail(record, error)
             return ActionResult(action, "failed", redact.text(error))
         self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
-        errors = [self._supersede(action, old) for old in action.supersedes]
+        # A target that names files by version (directory) overwrote a re-spun image in place: same id.
+        errors = [self._supersede(action, old) for old in action.supersedes if old != target_id]
         failed = [e for e in errors if e]
         if failed:
             return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -92,13 +93,24 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
 
 @contextmanager
 def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
-    # A dry run on a machine that never ran imagesync must not create the state: use a throwaway one.
-    if dry_run and not (settings.state_dir / "state.db").exists():
-        with tempfile.TemporaryDirectory(prefix="imagesync-dry-") as tmp, StateStore.open(Path(tmp)) as store:
+    """The state for a run; a dry run gets a private snapshot, so not even a migration touches the real one."""
+    if not dry_run:
+        with StateStore.open(settings.state_dir) as store:
             yield store
         return
-    with StateStore.open(settings.state_dir) as store:
-        yield store
+    with tempfile.TemporaryDirectory(prefix="imagesync-dry-") as tmp:
+        source = settings.state_dir / "state.db"
+        if source.exists():
+            # SQLite's backup API reads a consistent copy through a read-only connection (WAL included).
+            original = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+            copy = sqlite3.connect(Path(tmp) / "state.db")
+            try:
+                original.backup(copy)
+            finally:
+                copy.close()
+                original.close()
+        with StateStore.open(Path(tmp)) as store:
+            yield store
 
 
 def gather_lists(settings: Settings, store: StateStore, names: tuple[str, ...], now: datetime, *,
@@ -180,11 +192,12 @@ def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRu
 
 def exit_code(result: SyncResult) -> int:
     """DESIGN §2: 3 when nothing could be done, 1 when anything failed, else 0."""
-    lists_ok = [o for o in result.lists if o.status != "failed"]
+    # A validly expired list was fetched and verified: its retirements are real work, not "nothing done".
+    lists_ok = [o for o in result.lists if o.status != "failed" or o.desire.expired]
     targets_ok = [t for t in result.targets if t.status == "ok"]
     if (result.lists and not lists_ok) or (result.targets and not targets_ok):
         return EXIT_NOTHING_DONE
-    failed = (len(lists_ok) < len(result.lists) or len(targets_ok) < len(result.targets)
+    failed = (any(o.status == "failed" for o in result.lists) or len(targets_ok) < len(result.targets)
               or any(r.status == "failed" for r in result.results))
     return EXIT_PARTIAL if failed else EXIT_OK
 

@@ -124,7 +124,8 @@ class _TargetPlanner:
         chosen, duplicates = current[0], current[1:]
         adopt = chosen.target_id not in self.known
         if adopt:
-            kind: ActionKind = "update-metadata" if chosen.digest != properties.digest(item) else "keep"
+            # Always rewrite: a run killed after the upload but before sharing left the rest undone.
+            kind: ActionKind = "update-metadata"
             reason = "adopted: identifier, version and sha512 match the list"
         elif not chosen.active:
             kind, reason = "update-metadata", "listed again: reactivate"

@@ -77,6 +77,8 @@ def _load(der: bytes) -> tuple[cms.SignedData, list[_Cert]]:
     if info["content_type"].native != "signed_data":
         raise MalformedSignatureError(f"CMS content is {info['content_type'].native}, not signed data")
     signed = info["content"]
+    if signed["encap_content_info"]["content_type"].native != "data":
+        raise MalformedSignatureError("the signed content is not plain data")
     certs: list[_Cert] = []
     for choice in signed["certificates"] or []:
         if choice.name != "certificate":
@@ -138,6 +140,8 @@ def _check_signer(info: cms.SignerInfo, cert: _Cert, candidates: list[bytes], al
             if _signature_ok(info, cert.crypto, content, digest_name, allow_sha1):
                 return content
         raise BadSignatureError("signature does not match the content (tampered or wrong signer)")
+    if _attribute(attrs, "content_type") != b"data":
+        raise BadSignatureError("the signature covers another kind of content, not data (signed content-type)")
     expected = _attribute(attrs, "message_digest")
     matching = [c for c in candidates if hashlib.new(digest_name, c).digest() == expected]
     if not matching:
@@ -152,7 +156,8 @@ def _check_signer(info: cms.SignerInfo, cert: _Cert, candidates: list[bytes], al
 def _attribute(attrs: cms.CMSAttributes, name: str) -> bytes:
     for attr in attrs:
         if attr["type"].native == name:
-            return bytes(attr["values"][0].native)
+            value = attr["values"][0].native
+            return value.encode() if isinstance(value, str) else bytes(value)
     raise MalformedSignatureError(f"signed attributes lack {name}")
 
 

@@ -41,7 +41,8 @@ class DirectoryDriver:
                 return []
             raise TargetError(f"directory {self.root} does not exist and cannot be created here",
                               subject=f"target {self.name}")
-        held = [self._held(p, active=True) for p in sorted(self.root.glob("*/*.json")) if p.parts[-3] != RETIRED]
+        held = [self._held(p, active=True) for p in sorted(self.root.glob("*/*.json"))
+                if p.relative_to(self.root).parts[0] != RETIRED]
         held += [self._held(p, active=False) for p in sorted((self.root / RETIRED).glob("*/*.json"))]
         return [h for h in held if h is not None]
 
@@ -87,12 +88,11 @@ class DirectoryDriver:
             raise TargetError(f"cannot retire {target_id}: {exc.strerror}", subject=f"target {self.name}") from None
 
     def cleanup(self) -> list[str]:
-        """Image files without a sidecar (an add killed halfway) and stray temp files."""
+        """Temp files of an atomic write that a killed run left behind. Other files are not ours to touch: an
+        image file without sidecar (killed between the two writes) is simply overwritten by the next add."""
         if not self.root.is_dir():
             return []
         leftovers = [p for p in self.root.rglob(".*.tmp") if p.is_file()]
-        leftovers += [p for p in self.root.rglob("*") if p.is_file() and p.suffix != ".json"
-                      and not p.name.startswith(".") and not p.with_name(p.name + ".json").exists()]
         for path in leftovers:
             path.unlink(missing_ok=True)
         return [str(p.relative_to(self.root)) for p in leftovers]

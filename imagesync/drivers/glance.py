@@ -127,6 +127,9 @@ class GlanceDriver:
         if image["status"] != "active":
             raise TargetError(f"image {image_id} is {image['status']} after upload, not active",
                               subject=f"target {self.name}")
+        if int(image.get("size") or -1) != upload.size:
+            raise TargetError(f"Glance holds {image.get('size')} bytes of {image_id}, {upload.size} were uploaded: "
+                              "image deleted", subject=f"target {self.name}")
         algo, value = image.get("os_hash_algo"), image.get("os_hash_value")
         if algo == "sha512" and value != upload.sha512:
             raise TargetError(f"Glance's os_hash_value of {image_id} ({str(value)[:16]}...) differs from the "
@@ -306,9 +309,10 @@ class Foreign:
 
 
 def _foreign(image: Any, source: str) -> Foreign:
+    # Glance's own hash of the stored bytes beats any property another tool wrote.
     own_hash = image.get("os_hash_value") if image.get("os_hash_algo") == "sha512" else None
     if source == "atrope":
-        return Foreign(str(image["id"]), image.get("appdb_id"), None, image.get("sha512") or own_hash)
+        return Foreign(str(image["id"]), image.get("appdb_id"), None, own_hash or image.get("sha512"))
     return Foreign(str(image["id"]), image.get("APPLIANCE_ID"), image.get("APPLIANCE_VERSION"), own_hash)
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ _CLOUDS_PATHS = (Path("clouds.yaml"), Path.home() / ".config/openstack/clouds.ya
 @dataclass(frozen=True)
 class AuthSpec:
     auth_type: str
-    options: dict[str, str]
+    options: dict[str, str] = field(repr=False)
     region: str | None
     interface: str
     verify: bool | str

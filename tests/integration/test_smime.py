@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from imagesync import smime
 from imagesync.accept import Expectation, Verifier, accept
 from imagesync.castore import CAStore, CrlMode
 from imagesync.config import Endorser
+from imagesync.demo import pki as pki_mod
 from imagesync.errors import (
     BadSignatureError,
     EndorserMismatchError,
@@ -26,9 +28,11 @@ from imagesync.errors import (
 from imagesync.model import VerifiedContent
 from tests.support.samples import (
     FORMS,
+    Party,
     TestPKI,
     hepix_list,
     list_for,
+    name,
     openssl_sign,
     oracle_verify,
     tamper,
@@ -208,3 +212,44 @@ def test_unsigned_list_accepted_only_when_configured(pki: TestPKI) -> None:
     assert accepted.unsigned and accepted.signer is None
     with pytest.raises(MalformedSignatureError, match="signature: none"):
         accept(content, Expectation(), verifier(pki), source="l", now=NOW)
+
+
+# --- revocation beyond the signer, and what the signature covers ---------------------------------------------
+
+def _party(directory: Path, label: str, cred: pki_mod.Credential) -> Party:
+    cert_path, key_path = cred.write(directory, label)
+    return Party(label=label, cred=cred, cert_path=cert_path, key_path=key_path)
+
+
+def test_intermediate_revoked_by_the_root_crl(pki: TestPKI, tmp_path: Path) -> None:
+    # Every CA of the directory is an anchor, so the path stops at the intermediate: its revocation by the
+    # root must be found anyway (openssl -crl_check_all does).
+    inter = pki_mod.make_ca(name(("DC", "org"), ("DC", "imagesync-test"), ("CN", "Revoked Grid CA")),
+                            issuer=pki.root.cred)
+    signer = _party(tmp_path, "s", pki_mod.make_leaf(inter, name(("DC", "org"), ("CN", "under revoked CA"))))
+    directory = pki_mod.write_ca_dir(tmp_path / "ca", [pki.root.cred, inter],
+                                     [pki_mod.make_crl(pki.root.cred, [inter.cert.serial_number]),
+                                      pki_mod.make_crl(inter, [])])
+    blob = openssl_sign("detached", list_for(signer), signer, pki=pki)
+    assert not oracle_verify(blob, directory, crl_check=True)
+    with pytest.raises(RevokedError, match="Revoked Grid CA"):
+        check(blob, directory)
+    assert check(blob, directory, "off").signer is not None
+
+
+def test_crl_not_signed_by_its_ca_is_an_error(pki: TestPKI, tmp_path: Path) -> None:
+    forged = pki_mod.make_crl(pki.untrusted_ca.cred, [])  # same issuer name as the grid CA, other key
+    directory = pki_mod.write_ca_dir(tmp_path / "ca", [pki.root.cred, pki.grid.cred],
+                                     [pki_mod.make_crl(pki.root.cred, []), forged])
+    with pytest.raises(RevokedError, match="not signed by that CA"):
+        check(openssl_sign("detached", list_for(pki.valid), pki=pki), directory)
+
+
+def test_signature_over_another_content_type_is_refused(pki: TestPKI, tmp_path: Path) -> None:
+    content = tmp_path / "list.json"
+    content.write_bytes(list_for(pki.valid))
+    blob = subprocess.run(["openssl", "cms", "-sign", "-nodetach", "-outform", "DER", "-econtent_type", "1.2.3.4",
+                           "-signer", str(pki.valid.cert_path), "-inkey", str(pki.valid.key_path),
+                           "-in", str(content)], capture_output=True, check=True).stdout
+    with pytest.raises(MalformedSignatureError, match="not plain data"):
+        check(blob, pki.ca_dir)

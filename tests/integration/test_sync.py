@@ -214,3 +214,44 @@ def test_sigkill_during_download_then_rerun_converges(world: DemoWorld) -> None:
     final = _cli(world.root / "imagesync.yaml", "--format", "json")
     report = json.loads(final.communicate(timeout=60)[0])
     assert {a["action"] for a in report["actions"]} == {"keep"}
+
+
+def test_dry_run_on_existing_state_writes_nothing(world: DemoWorld) -> None:
+    world.publish(demo_images())
+    settings = settings_for(world)
+    assert sync(settings, dry_run=False).exit_code == EXIT_OK
+    world.publish(demo_images("2.0"))
+    db = settings.state_dir / "state.db"
+    before = db.read_bytes()
+    result = sync(settings, dry_run=True)
+    assert {r.action.kind for r in result.results} == {"update"}
+    # A read-only reader may create SQLite's -wal/-shm side files; the database itself must not change.
+    assert db.read_bytes() == before
+    assert sorted(archive(world)) == ["demo/demo-alpine-1.0.raw", "demo/demo-debian-1.0.raw"]
+
+
+def test_respun_image_with_same_version_stays_active(world: DemoWorld) -> None:
+    alpine = demo_images()[0]
+    world.publish([alpine])
+    settings = settings_for(world)
+    sync(settings, dry_run=False)
+    respun = DemoImage(alpine.identifier, alpine.version, alpine.title, alpine.data[::-1])
+    world.publish([respun])
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("update", "demo-alpine", "done")]
+    assert sorted(archive(world)) == ["demo/demo-alpine-1.0.raw"]
+    assert (world.root / "archive/demo/demo-alpine-1.0.raw").read_bytes() == respun.data
+    assert {r.action.kind for r in sync(settings, dry_run=False).results} == {"keep"}
+
+
+def test_foreign_files_in_the_target_directory_are_left_alone(world: DemoWorld) -> None:
+    world.publish(demo_images())
+    settings = settings_for(world)
+    own = world.root / "archive" / "README.txt"
+    other = world.root / "archive" / "other-tool" / "disk.qcow2"
+    other.parent.mkdir(parents=True)
+    own.write_text("operator notes")
+    other.write_bytes(b"not ours")
+    sync(settings, dry_run=False)
+    sync(settings, dry_run=False)
+    assert own.read_text() == "operator notes" and other.read_bytes() == b"not ours"
