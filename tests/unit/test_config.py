@@ -43,7 +43,8 @@ def test_full_example(tmp_path: Path) -> None:
             "url": "https://vmcaster.appdb.egi.eu/store/vo/fedcloud.egi.eu/image.list", "token_file": "tok",
             "endorser": {"dn": "/DC=EU/CN=appdb.egi.eu", "ca": "/DC=ORG/CN=CA"}, "images": ["a", "b"],
             "prefix": "EGI ", "on_expiry": "keep"}},
-        "targets": {"mycloud": {"driver": "glance", "region": "RegionOne",
+        "targets": {"mycloud": {"driver": "glance", "region": "RegionOne", "projects_file": "mapping.json",
+                                "auth": {"auth_type": "password", "password_file": "secrets/pw"},
                                 "retire": {"mode": "hide", "keep_versions": 1, "delete_after": "12h"}},
                     "archive": {"driver": "directory", "path": "/srv/images"}},
     })
@@ -60,6 +61,8 @@ def test_full_example(tmp_path: Path) -> None:
     cloud, archive = s.targets
     assert cloud.retire == config.RetirePolicy(mode="hide", keep_versions=1, delete_after=timedelta(hours=12))
     assert archive.path == Path("/srv/images")
+    assert cloud.projects_file == tmp_path / "mapping.json"
+    assert cloud.auth["password_file"] == str(tmp_path / "secrets/pw")
 
 
 @pytest.mark.parametrize(("data", "expected"), [
@@ -88,6 +91,7 @@ def test_full_example(tmp_path: Path) -> None:
     ({"targets": {"t": {"driver": "ftp"}}},
      "targets.t.driver: 'ftp' is not allowed (allowed: glance, noop, directory)"),
     ({"targets": {"t": {"driver": "directory"}}}, "targets.t.path: required for the directory driver"),
+    ({"targets": {"t": {"driver": "glance"}}}, "targets.t.projects_file: required with visibility shared"),
     ({"targets": {"t": {"driver": "noop", "retire": {"mode": "burn"}}}},
      "targets.t.retire.mode: 'burn' is not allowed"),
     ({"targets": {"t": {"driver": "noop", "retire": {"delete_after": "soon"}}}}, "is not a duration"),
