@@ -193,6 +193,23 @@ def images(obj: Context, list_name: str | None, fmt: str) -> None:
         click.echo(report.images_text(data))
 
 
+@cli.command("check")
+@FORMAT
+@click.pass_obj
+def check_cmd(obj: Context, fmt: str) -> None:
+    """Doctor: config, CA directory, each list, each target and its projects, disk space, qemu-img."""
+    from imagesync.doctor import run_checks
+
+    findings = run_checks(obj.settings(), now=datetime.now(UTC))
+    ok = all(f.ok for f in findings)
+    if fmt == "json":
+        _print_json({"ok": ok, "checks": [f.__dict__ for f in findings]})
+    else:
+        click.echo(redact.text("\n".join(f"{'OK  ' if f.ok else 'FAIL'}  {f.area:<7} {f.name}: {f.detail}"
+                                          for f in findings)))
+    sys.exit(EXIT_OK if ok else EXIT_PARTIAL)
+
+
 @cli.command("gc")
 @click.option("--dry-run", is_flag=True, help="Only show what would be removed.")
 @click.pass_obj

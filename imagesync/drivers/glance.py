@@ -179,6 +179,10 @@ class GlanceDriver:
                           "imagesync user holds a role in", subject=f"target {self.name}",
                           hint="grant it the member role there: it accepts the shares in that project")
 
+    def mapped_projects(self) -> dict[str, str]:
+        """VO -> project id for shared visibility (empty otherwise), for ``imagesync check``. Raises TargetError."""
+        return self._mapping() if self.settings.visibility == "shared" else {}
+
     def _share(self, image_id: str, members: list[str]) -> None:
         for project_id in members:
             with self._calls(f"share {image_id} with project {project_id}"):

@@ -158,3 +158,22 @@ def test_demo_into_glance(devcloud: DevCloud) -> None:
     glance = devcloud.glance()
     for image in list(glance.images.list(filters={"tag": [tag]})):
         glance.images.delete(image["id"])
+
+
+def test_check_reports_every_area(world: DemoWorld) -> None:
+    config = add_lists(world, {"missing": {"url": world.server.url("/store/vo/none/image.list")}})
+    data = yaml.safe_load(config.read_text())
+    data["targets"] = {"archive": {"driver": "directory", "path": str(world.root / "archive")}}
+    config.write_text(yaml.safe_dump(data))
+    result = run("check", config=config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert any(line.startswith("OK    ca_dir") and "1 CAs, 1 CRLs, crl: require" in line for line in lines)
+    assert any(line.startswith("OK    list    demo: verified, 2 images") for line in lines)
+    assert any(line.startswith("FAIL  list    missing: missing: ") for line in lines)
+    assert any(line.startswith("OK    target  archive: reachable, 0 image(s)") for line in lines)
+    assert any(line.startswith("OK    tool    qemu-img") for line in lines)
+    data = json.loads(run("check", "--format", "json", config=config).stdout)
+    assert data["ok"] is False and {c["area"] for c in data["checks"]} >= {"config", "ca_dir", "list", "target",
+                                                                             "disk", "tool"}
+    assert world.token not in result.stdout + result.stderr

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -231,3 +233,14 @@ def test_several_targets_one_failing(env: Env) -> None:
     assert len(second_held) == 2
     for image in second_held:
         glance.images.delete(image["id"])
+
+
+def test_check_resolves_the_mapped_projects(env: Env) -> None:
+    env.world.publish(images_v1())
+    env.settings()
+    result = subprocess.run([sys.executable, "-m", "imagesync", "--config", str(env.config_path), "check"],
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "OK    target  cloud: reachable, 0 image(s) tagged" in result.stdout
+    assert "2 mapped VO project(s) resolved" in result.stdout
+    assert env.cloud.user.password not in result.stdout + result.stderr

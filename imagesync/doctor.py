@@ -1,0 +1,96 @@
+"""``imagesync check``: the doctor. Every check reports instead of raising, so one problem never hides another."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from imagesync import dn
+from imagesync.castore import CAStore
+from imagesync.config import Settings, TargetSettings
+from imagesync.convert import qemu_img_available
+from imagesync.drivers import base as drivers
+from imagesync.errors import ImagesyncError
+from imagesync.pipeline import collect_lists
+
+
+@dataclass(frozen=True)
+class Finding:
+    area: str
+    name: str
+    ok: bool
+    detail: str
+
+
+def run_checks(settings: Settings, *, now: datetime) -> list[Finding]:
+    """Config, CA directory, lists, targets, disk space and qemu-img, in that order."""
+    findings = [Finding("config", str(settings.source), True,
+                        f"{len(settings.lists)} list(s), {len(settings.targets)} target(s)")]
+    findings += _ca_dir(settings, now)
+    findings += [Finding("list", o.settings.name, o.status != "failed",
+                         o.error or f"verified, {len(o.accepted.image_list.images) if o.accepted else 0} images"
+                         + (", UNSIGNED" if o.settings.signature == "none" else ""))
+                 for o in collect_lists(settings, now=now)]
+    findings += [_target(target) for target in settings.targets]
+    findings += [_disk(settings), _qemu()]
+    return findings
+
+
+def _ca_dir(settings: Settings, now: datetime) -> list[Finding]:
+    where = str(settings.trust.ca_dir)
+    try:
+        store = CAStore.load(settings.trust.ca_dir, settings.trust.crl)
+    except ImagesyncError as exc:
+        return [Finding("ca_dir", where, False, exc.one_line())]
+    crls = [crl for group in store.crls.values() for crl in group]
+    findings = [Finding("ca_dir", where, True, f"{len(store.anchors)} CAs, {len(crls)} CRLs, crl: {store.crl_mode}")]
+    stale = sorted(dn.render(c.issuer) for c in crls if c.next_update_utc is not None and c.next_update_utc < now)
+    if stale:
+        findings.append(Finding("ca_dir", "stale CRLs", False, f"{len(stale)} stale, e.g. {stale[0]} (run fetch-crl)"))
+    if settings.trust.crl == "require":
+        missing = sorted(dn.render(a.subject) for a in store.anchors if a.subject not in store.crls)
+        if missing:
+            findings.append(Finding("ca_dir", "missing CRLs", False,
+                                    f"{len(missing)} CA(s) without CRL (crl: require), e.g. {missing[0]}"))
+    return findings
+
+
+def _target(target: TargetSettings) -> Finding:
+    try:
+        driver = drivers.load(target)
+        try:
+            held = driver.inventory()
+            detail = f"reachable, {len(held)} image(s) tagged {target.tag}"
+            detail += _projects(driver)
+        finally:
+            driver.close()
+    except ImagesyncError as exc:
+        return Finding("target", target.name, False, exc.one_line())
+    return Finding("target", target.name, True, detail)
+
+
+def _projects(driver: object) -> str:
+    # Only drivers that share with mapped projects (Glance) have something to resolve.
+    resolve: Callable[[], dict[str, str]] | None = getattr(driver, "mapped_projects", None)
+    if resolve is None:
+        return ""
+    projects = resolve()
+    return f"; {len(projects)} mapped VO project(s) resolved" if projects else ""
+
+
+def _disk(settings: Settings) -> Finding:
+    path: Path = settings.cache_dir
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    free = shutil.disk_usage(path).free
+    need = settings.download.min_free_space
+    return Finding("disk", str(settings.cache_dir), free >= need,
+                   f"{free / 1024**3:.1f} GiB free, min_free_space {need / 1024**3:.1f} GiB")
+
+
+def _qemu() -> Finding:
+    path = qemu_img_available()
+    return Finding("tool", "qemu-img", path is not None, path or "not found: install qemu-utils (Debian)")
