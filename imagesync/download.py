@@ -26,6 +26,7 @@ import requests
 import urllib3.exceptions
 
 from imagesync import redact
+from imagesync.atomic import fsync_dir
 from imagesync.errors import ImagesyncError
 from imagesync.fetch import AttemptFailed, FetchPolicy, check_status, request_failure, trusting_session
 from imagesync.stream import Partial, Sink, body_reader, file_sha512
@@ -315,7 +316,7 @@ class Downloader:
         final = self._blob(request.sha512)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial.path, final)
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return final
 
 
@@ -359,15 +360,6 @@ def _content_length(response: requests.Response) -> int | None:
         return int(response.headers["Content-Length"])
     except (KeyError, ValueError):
         return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    # The rename is durable only once the directory entry is on disk.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _human(n: int) -> str:

@@ -7,7 +7,6 @@ the new version is active (invariant 3). An illegal lifecycle transition is a bu
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from imagesync.errors import ImagesyncError
 from imagesync.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.model import Action, Plan, RetireMode
 from imagesync.state import StateStore, TargetImageRecord
+from imagesync.stream import file_sha512
 
 log = logging.getLogger(__name__)
 Status = Literal["planned", "done", "failed", "skipped"]
@@ -185,33 +185,32 @@ class Executor:
 
     def _retire(self, action: Action) -> ActionResult:
         assert action.target_id is not None
-        mode: RetireMode = action.retire_mode or "deactivate"
-        record = self._record_of(action.target, action.target_id)
-        try:
-            self.targets[action.target].driver.retire(action.target_id, mode)
-        except ImagesyncError as exc:
-            if record is not None:
-                self.store.record_error(record.id, error=exc.one_line(), at=self.now())
-            raise
-        if record is not None:
-            self._record_retired(record, mode)
+        error = self._retire_one(action, action.target_id, superseded=False)
+        if error is not None:
+            return ActionResult(action, "failed", error, action.target_id)
         return ActionResult(action, "done", None, action.target_id)
 
     def _supersede(self, action: Action, old_id: str) -> str | None:
-        record = self._record_of(action.target, old_id)
+        error = self._retire_one(action, old_id, superseded=True)
+        if error is None:
+            log.info("list=%s image=%s target=%s action=retire target_id=%s reason=superseded result=done",
+                     action.list_name, action.identifier, action.target, old_id)
+        return error
+
+    def _retire_one(self, action: Action, target_id: str, *, superseded: bool) -> str | None:
+        """Retire one image in the target and record it; the one-line error if the target refused."""
         mode: RetireMode = action.retire_mode or "deactivate"
+        record = self._record_of(action.target, target_id)
         try:
-            self.targets[action.target].driver.retire(old_id, mode)
+            self.targets[action.target].driver.retire(target_id, mode)
         except ImagesyncError as exc:
             if record is not None:
                 self.store.record_error(record.id, error=exc.one_line(), at=self.now())
             return exc.one_line()
         if record is not None:
-            if allowed(record.state, S.SUPERSEDED):
+            if superseded and allowed(record.state, S.SUPERSEDED):
                 record = self.store.transition(record.id, S.SUPERSEDED, at=self.now())
             self._record_retired(record, mode)
-        log.info("list=%s image=%s target=%s action=retire target_id=%s reason=superseded result=done",
-                 action.list_name, action.identifier, action.target, old_id)
         return None
 
     def _record_retired(self, record: TargetImageRecord, mode: RetireMode) -> None:
@@ -238,9 +237,6 @@ def converted_sha512(path: Path) -> str:
     memo = path.with_name(path.name + ".sha512")
     if memo.is_file() and memo.stat().st_mtime >= path.stat().st_mtime:
         return memo.read_text().strip()
-    hasher = hashlib.sha512()
-    with path.open("rb") as handle:
-        while chunk := handle.read(4 * 1024 * 1024):
-            hasher.update(chunk)
-    atomic.write_bytes(memo, hasher.hexdigest().encode())
-    return hasher.hexdigest()
+    digest = file_sha512(path, 4 * 1024 * 1024)
+    atomic.write_bytes(memo, digest.encode())
+    return digest
