@@ -170,6 +170,10 @@ class Executor:
             self._adopt(action, action.target_id)
         else:
             self.store.transition(record.id, S.ACTIVE, at=self.now())
+        errors = [e for e in (self._supersede(action, old) for old in action.supersedes) if e]
+        if errors:
+            return ActionResult(action, "failed", "reactivated, but retiring the newer version failed: " + errors[0],
+                                action.target_id)
         return ActionResult(action, "done", None, action.target_id)
 
     def _adopt(self, action: Action, target_id: str) -> None:

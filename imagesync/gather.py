@@ -67,7 +67,7 @@ class ListStage:
             accepted = accept(raw.content, expectation(item), self.verifier, source=item.name, now=self.now,
                               detached=self._detached_signature(item, raw.content), fresh=False)
             check_freshness(accepted.image_list, now=self.now, source=item.name,
-                            previous_created=previous.created if previous else None)
+                            previous_created=self._previous_created(item))
         except ListExpiredError as exc:
             # Verified, endorsed and not a rollback, only past its expiry: on_expiry decides (plan.py).
             return self._failed(item, exc, expired=accepted.image_list.expires)
@@ -84,6 +84,10 @@ class ListStage:
         self._record_ok(item, raw, accepted)
         return ListOutcome(settings=item, status=status, error=None, accepted=accepted,
                            desire=desire(item, accepted, status))
+
+    def _previous_created(self, item: ListSettings) -> datetime | None:
+        # Rollback history belongs to the URL: a list moved to another publisher starts afresh.
+        return self.store.previous_created(item.name, url=item.url) if self.store is not None else None
 
     def _raw(self, item: ListSettings, previous: ListRecord | None) -> _Raw:
         # Validators are only sent when the verified copy they belong to is stored: a 304 must have a copy to reuse.

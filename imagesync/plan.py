@@ -133,10 +133,18 @@ class _TargetPlanner:
             kind, reason = "update-metadata", "metadata changed"
         else:
             kind, reason = "keep", "up to date"
+        live_old = [h for h in older if h.active]
+        inactive = self._retire_inactive([h for h in older if not h.active], item.list_name)
+        if kind == "update-metadata" and not chosen.active:
+            # Back to an older version: the newer ones retire only once this one is active again (invariant 3).
+            retiring, kept = self._split_kept(live_old)
+            action = self._new(item, kind, reason, target_id=chosen.target_id, adopt=adopt,
+                               supersedes=tuple(h.target_id for h in retiring), retire_mode=self.target.retire_mode)
+            duplicates_out = self._retire_all(duplicates, item.list_name, f"duplicate of {chosen.target_id}")
+            return [action, *duplicates_out, *self._kept(item, kept), *inactive]
         actions = [self._new(item, kind, reason, target_id=chosen.target_id, adopt=adopt)]
         actions += self._retire_all(duplicates, item.list_name, f"duplicate of {chosen.target_id}")
-        return actions + self._old_versions(item, [h for h in older if h.active]) + self._retire_inactive(
-            [h for h in older if not h.active], item.list_name)
+        return actions + self._old_versions(item, live_old) + inactive
 
     def _update(self, item: DesiredImage, live: list[Held], older: list[Held]) -> list[Action]:
         image = item.image

@@ -255,3 +255,19 @@ def test_foreign_files_in_the_target_directory_are_left_alone(world: DemoWorld) 
     sync(settings, dry_run=False)
     sync(settings, dry_run=False)
     assert own.read_text() == "operator notes" and other.read_bytes() == b"not ours"
+
+
+def test_publisher_goes_back_to_the_previous_version(world: DemoWorld) -> None:
+    v1, v2 = demo_images("1.0")[0], demo_images("2.0")[0]
+    settings = settings_for(world)
+    world.publish([v1])
+    sync(settings, dry_run=False)
+    world.publish([v2])
+    sync(settings, dry_run=False)
+    world.publish([v1])
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("update-metadata", "demo-alpine", "done")]
+    assert result.results[0].action.reason == "listed again: reactivate"
+    assert sorted(archive(world)) == ["demo/demo-alpine-1.0.raw"]
+    assert retired(world) == ["demo/demo-alpine-2.0.raw"]
+    assert result.bytes_downloaded == 0

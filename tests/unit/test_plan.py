@@ -143,3 +143,11 @@ def test_adopted_with_changed_metadata_updates_it() -> None:
     stale = held("g9", item=img(title="Old"))
     _, _, actions = plan([lst(img())], [stale], [])
     assert (actions[0].kind, actions[0].adopt) == ("update-metadata", True)
+
+
+def test_back_to_an_older_version_retires_the_newer_only_after_reactivation() -> None:
+    inventory = [held("g1", version="1", active=False), held("g2", version="2", sha="2")]
+    state = [known("g1", version="1", rid=1, state="retired"), known("g2", version="2", sha="2", rid=2)]
+    _, _, actions = plan([lst(img(version="1"))], inventory, state)
+    assert [(a.kind, a.target_id, a.supersedes, a.reason) for a in actions] == [
+        ("update-metadata", "g1", ("g2",), "listed again: reactivate")]
