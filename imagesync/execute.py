@@ -121,6 +121,7 @@ class Executor:
             self._fail(record, error)
             return ActionResult(action, "failed", redact.text(error))
         self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
+        self._replaced_in_place(action.target, target_id, keep=record.id)
         # A target that names files by version (directory) overwrote a re-spun image in place: same id.
         errors = [self._supersede(action, old) for old in action.supersedes if old != target_id]
         failed = [e for e in errors if e]
@@ -216,6 +217,11 @@ class Executor:
                 record = self.store.transition(record.id, S.SUPERSEDED, at=self.now())
             self._record_retired(record, mode)
         return None
+
+    def _replaced_in_place(self, target: str, target_id: str, *, keep: int) -> None:
+        for old in self.store.target_images(target=target):
+            if old.target_id == target_id and old.id != keep and allowed(old.state, S.DELETED):
+                self.store.transition(old.id, S.DELETED, at=self.now(), error="replaced in place by new bytes")
 
     def _record_retired(self, record: TargetImageRecord, mode: RetireMode) -> None:
         new = S.DELETED if mode == "delete" else S.RETIRED

@@ -219,7 +219,7 @@ class StateStore:
         """
         with self.step():
             live = self.find_target_image(target=target, list_name=list_name, identifier=identifier,
-                                          version=version)
+                                          version=version, sha512=sha512)
             if live is not None:
                 return live
             cursor = self._conn.execute(
@@ -282,13 +282,13 @@ class StateStore:
             (target, list_name, wanted))
         return [target_record(row) for row in rows]
 
-    def find_target_image(self, *, target: str, list_name: str, identifier: str,
-                          version: str) -> TargetImageRecord | None:
-        """The live (not deleted) record of this image in ``target``, or None."""
+    def find_target_image(self, *, target: str, list_name: str, identifier: str, version: str,
+                          sha512: str | None = None) -> TargetImageRecord | None:
+        """The live (not deleted) record of this image (of these bytes, given ``sha512``) in ``target``, or None."""
         row = self._one(
             "SELECT * FROM target_images WHERE target = ? AND list_name = ? AND identifier = ? AND version = ?"
-            " AND state <> ? ORDER BY id DESC LIMIT 1",
-            (target, list_name, identifier, version, TargetState.DELETED.value))
+            " AND (? IS NULL OR sha512 = ?) AND state <> ? ORDER BY id DESC LIMIT 1",
+            (target, list_name, identifier, version, sha512, sha512, TargetState.DELETED.value))
         return None if row is None else target_record(row)
 
     # -- runs -------------------------------------------------------------------------------------------

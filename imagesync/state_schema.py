@@ -43,6 +43,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         " WHERE state <> 'deleted'",
         "CREATE INDEX target_images_by_list ON target_images (list_name, state)",
     )),
+    Migration(3, "a re-spun image (same version, new sha512) is another image: key the live records by sha512 too", (
+        "DROP INDEX target_images_live",
+        "CREATE UNIQUE INDEX target_images_live ON target_images (target, list_name, identifier, version, sha512)"
+        " WHERE state <> 'deleted'",
+    )),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -19,6 +19,7 @@ from imagesync import config
 from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.pipeline import SyncResult, sync
+from imagesync.state import StateStore
 from tests.devcloud.fixture import DevCloud
 
 IDENTITY = {"service_type": "identity", "interface": "public"}
@@ -244,3 +245,23 @@ def test_check_resolves_the_mapped_projects(env: Env) -> None:
     assert "OK    target  cloud: reachable, 0 image(s) tagged" in result.stdout
     assert "2 mapped VO project(s) resolved" in result.stdout
     assert env.cloud.user.password not in result.stdout + result.stderr
+
+
+def test_respun_image_supersedes_the_old_bytes(env: Env) -> None:
+    alpine = images_v1()[0]
+    env.world.publish([alpine])
+    settings = env.settings()
+    sync(settings, dry_run=False)
+    old = env.images()["demo-alpine 1.0"]["id"]
+    env.world.publish([DemoImage(alpine.identifier, alpine.version, alpine.title, alpine.data[::-1])])
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("update", "demo-alpine", "done")]
+    assert result.results[0].action.reason == "sha512 of version 1.0 changed"
+    glance = env.cloud.glance()
+    assert glance.images.get(old)["status"] == "deactivated"
+    new = result.results[0].target_id
+    assert new != old and glance.images.get(new)["os_hash_value"] == hashlib.sha512(alpine.data[::-1]).hexdigest()
+    with StateStore.open(settings.state_dir) as store:
+        assert {r.target_id: r.state.value for r in store.target_images()} == {old: "retired", new: "active"}
+    for image_id in (old, new):
+        glance.images.delete(image_id)

@@ -241,6 +241,9 @@ def test_respun_image_with_same_version_stays_active(world: DemoWorld) -> None:
     assert kinds(result) == [("update", "demo-alpine", "done")]
     assert sorted(archive(world)) == ["demo/demo-alpine-1.0.raw"]
     assert (world.root / "archive/demo/demo-alpine-1.0.raw").read_bytes() == respun.data
+    with StateStore.open(settings.state_dir) as store:
+        records = sorted((r.sha512 == _sha(respun.data), r.state.value) for r in store.target_images())
+    assert records == [(False, "deleted"), (True, "active")]
     assert {r.action.kind for r in sync(settings, dry_run=False).results} == {"keep"}
 
 
