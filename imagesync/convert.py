@@ -256,6 +256,15 @@ def _prepare_in(path: Path, work: Path, out_dir: Path, sha512: str, accepted: Se
     return _publish(output, out_dir, sha512, _info(output, output.suffix[1:], name))
 
 
+def _usable_as_is(path: Path, accepted: Sequence[str], max_size: int, name: str) -> Prepared | None:
+    if not path.is_file() or _sniff(path) is not None:
+        return None  # gone (a cached conversion will do) or an archive / compressed file to unwrap first
+    info = inspect(path, name=name)
+    if info.format not in accepted or info.virtual_size > max_size:
+        return None
+    return Prepared(path, info.format, info.virtual_size, converted=False)
+
+
 def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path, name: str,
             max_size: int = 200 * _GiB) -> Prepared:
     """Return ``path`` itself if its real format is in ``accepted``, else a cached converted copy.
@@ -266,6 +275,10 @@ def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path
     Raises ConversionError for any refused, unreadable or unconvertible image; leaves no temporary file behind.
     """
     _validate(sha512, accepted, name)
+    direct = _usable_as_is(path, accepted, max_size, name)
+    if direct is not None:
+        # The verified download itself beats any cached conversion another target asked for.
+        return direct
     out_dir = cache_dir / "converted"
     try:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -309,3 +309,11 @@ def test_decompression_bomb_and_bad_compression_are_refused(src: Path, cache: Pa
 def test_bad_sha512_cannot_escape_the_cache(src: Path, cache: Path) -> None:
     with pytest.raises(ConversionError, match="sha512"):
         prepare(make_image(src, "vmdk"), sha512="../../x", accepted=["qcow2"], cache_dir=cache, name="img-1")
+
+
+def test_a_target_accepting_the_original_gets_it_not_another_targets_conversion(src: Path, cache: Path) -> None:
+    image = make_image(src, "qcow2")
+    converted = _prepare(image, ["raw"], cache)
+    assert converted.converted and converted.format == "raw"
+    direct = _prepare(image, ["qcow2", "raw"], cache)
+    assert direct == Prepared(image, "qcow2", MiB, converted=False)
