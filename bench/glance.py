@@ -12,7 +12,6 @@ The cloud is the one the OS_* environment describes when OS_AUTH_URL is set; oth
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
@@ -27,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from uuid import uuid4
 
+from common import make_image, parse_size  # bench/ is on sys.path when a benchmark runs
 from glanceclient import client  # type: ignore[import-untyped,unused-ignore]
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
@@ -41,30 +41,6 @@ BLOCK = 16 * MiB
 RATIO_TARGET = 1.1
 REPO = Path(__file__).resolve().parent.parent
 DEVCLOUD = REPO / "tests" / "devcloud" / "devcloud.py"
-
-
-def parse_size(text: str) -> int:
-    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def make_image(path: Path, size: int) -> str:
-    """Write ``size`` bytes (one urandom block, stamped per copy) and return their sha512."""
-    block = bytearray(os.urandom(min(BLOCK, size)))
-    digest = hashlib.sha512()
-    with path.open("wb") as handle:
-        written, index = 0, 0
-        while written < size:
-            block[:8] = index.to_bytes(8, "big")  # no two blocks alike, so no layer can dedupe them
-            piece = memoryview(block)[: min(len(block), size - written)]
-            handle.write(piece)
-            digest.update(piece)
-            written += len(piece)
-            index += 1
-    return digest.hexdigest()
 
 
 @contextmanager
@@ -164,7 +140,7 @@ def delete(cloud: Mapping[str, str], image_id: str) -> None:
 def measure(args: argparse.Namespace, root: Path) -> tuple[float, float]:
     image = root / "image.raw"
     t0 = time.perf_counter()
-    sha512 = make_image(image, args.size)
+    sha512 = make_image(image, args.size, block_size=BLOCK)
     print(f"image: {args.size / MiB:.0f} MiB written in {time.perf_counter() - t0:.1f}s under {root}")
     times: dict[str, list[float]] = {"imagesync": [], "glance-cli": []}
     cpus: dict[str, list[float]] = {"imagesync": [], "glance-cli": []}

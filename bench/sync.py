@@ -4,16 +4,14 @@ Both sides fetch the same file from the same ListServer on 127.0.0.1 over plain 
 cipher cost to both and measure OpenSSL, not us). Runs alternate, each side several times; the medians give
 ``ratio = imagesync / (curl + sha512sum)`` (target <= 0.75). imagesync runs in a child process that reports its
 own fetch time and peak RSS (VmHWM; target <= 120 MiB whatever the image size). Every imagesync run starts
-from an empty cache and, as in production, fsyncs the image before renaming it into the cache; pass
-``--sync-curl`` to make the curl side durable too (`sync FILE`), the like-for-like comparison on a slow disk.
+from an empty cache and, as in production, renames the verified image into the cache without an fsync (the
+cache re-verifies a blob before reusing it); ``--sync-curl`` makes the curl side run `sync FILE` as well.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -22,36 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from common import make_image, parse_size  # bench/ is on sys.path when a benchmark runs
+
 from imagesync.demo.server import ListServer
 from imagesync.download import Downloader, DownloadPolicy, DownloadRequest
 
 MiB = 1024 * 1024
 RATIO_TARGET = 0.75
 RSS_TARGET_MIB = 120.0
-
-
-def parse_size(text: str) -> int:
-    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
-    text = text.strip().lower().removesuffix("ib").removesuffix("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
-
-
-def make_image(path: Path, size: int) -> str:
-    """Write ``size`` bytes quickly (a 64 MiB random block, stamped per copy so no two blocks are equal)."""
-    block = bytearray(os.urandom(min(64 * MiB, size)))
-    digest = hashlib.sha512()
-    with path.open("wb") as handle:
-        written, index = 0, 0
-        while written < size:
-            block[:8] = index.to_bytes(8, "big")
-            piece = memoryview(block)[: min(len(block), size - written)]
-            handle.write(piece)
-            digest.update(piece)
-            written += len(piece)
-            index += 1
-    return digest.hexdigest()
 
 
 def run_curl(url: str, out: Path, sha512: str, durable: bool) -> float:

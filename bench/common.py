@@ -1,0 +1,34 @@
+"""Helpers shared by the benchmarks: sizes on the command line and big test images written fast."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+MiB = 1024 * 1024
+
+
+def parse_size(text: str) -> int:
+    """``2G``, ``512M``, ``64k`` (binary units) or bytes."""
+    units = {"k": 1024, "m": MiB, "g": 1024 * MiB}
+    text = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(text)
+
+
+def make_image(path: Path, size: int, *, block_size: int = 64 * MiB) -> str:
+    """Write ``size`` bytes (one urandom block, stamped per copy) and return their sha512."""
+    block = bytearray(os.urandom(min(block_size, size)))
+    digest = hashlib.sha512()
+    with path.open("wb") as handle:
+        written, index = 0, 0
+        while written < size:
+            block[:8] = index.to_bytes(8, "big")  # no two blocks alike, so no layer can dedupe them
+            piece = memoryview(block)[: min(len(block), size - written)]
+            handle.write(piece)
+            digest.update(piece)
+            written += len(piece)
+            index += 1
+    return digest.hexdigest()
