@@ -129,10 +129,12 @@ def test_tampered_list_retires_nothing(world: DemoWorld) -> None:
 
 @pytest.mark.parametrize(("on_expiry", "expected"), [("retire", "retire"), ("keep", "keep")])
 def test_expired_list(world: DemoWorld, on_expiry: str, expected: str) -> None:
-    world.publish(demo_images(), created=datetime.now(UTC) - timedelta(days=29, hours=23, minutes=59, seconds=57))
+    # The list expires 10 s from now: long enough for a first sync on a loaded CI machine.
+    expires = datetime.now(UTC) + timedelta(seconds=10)
+    world.publish(demo_images(), created=expires - timedelta(days=30))
     settings = settings_for(world, on_expiry=on_expiry)
     assert sync(settings, dry_run=False).exit_code == EXIT_OK
-    time.sleep(4)  # the list now passes its dc:date:expires
+    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1.5)
     result = sync(settings, dry_run=False)
     assert "expired" in (result.lists[0].error or "")
     assert {r.action.kind for r in result.results} == {expected}
