@@ -74,7 +74,10 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         runtimes, inventory = _connect(chosen, result, stack)
         known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
         policies = [_policy(t) for t in chosen if t.name in runtimes]
-        result.plan = diff([o.desire for o in result.lists], known, inventory, now=result.started_at, targets=policies)
+        # With --list, images of the other lists are simply not part of this run (not "unconfigured").
+        in_run = {o.settings.name for o in result.lists}
+        planned = {t: [h for h in held if not lists or h.list_name in in_run] for t, held in inventory.items()}
+        result.plan = diff([o.desire for o in result.lists], known, planned, now=result.started_at, targets=policies)
         for note in result.plan.notes:
             log.warning("%s", note)
         if dry_run:

@@ -276,3 +276,15 @@ def test_publisher_goes_back_to_the_previous_version(world: DemoWorld) -> None:
     assert sorted(archive(world)) == ["demo/demo-alpine-1.0.raw"]
     assert retired(world) == ["demo/demo-alpine-2.0.raw"]
     assert result.bytes_downloaded == 0
+
+
+def test_list_filter_leaves_other_lists_out_of_the_run(world: DemoWorld) -> None:
+    world.publish(demo_images())
+    settings = settings_for(world)
+    sync(settings, dry_run=False)
+    data = yaml.safe_load((world.root / "imagesync.yaml").read_text())
+    data["lists"]["other"] = {"url": world.server.url("/store/vo/none/image.list")}
+    (world.root / "imagesync.yaml").write_text(yaml.safe_dump(data))
+    result = sync(config.load(world.root / "imagesync.yaml"), dry_run=True, lists=("other",))
+    assert [o.settings.name for o in result.lists] == ["other"]
+    assert result.results == [] and result.plan.notes == ()
