@@ -30,8 +30,9 @@ def world(tmp_path: Path) -> Iterator[DemoWorld]:
 def run_sync(config: Path, cloud: DevCloud) -> dict[str, Any]:
     # The credentials reach imagesync the way they reach it on a real site without auth: the OS_* environment.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | cloud.openstack_env()
-    result = subprocess.run([sys.executable, "-m", "imagesync", "--config", str(config), "sync", "--format", "json"],
-                            capture_output=True, text=True, env=env, timeout=600, check=False)
+    # -v: not even the debug log may show a secret.
+    cmd = [sys.executable, "-m", "imagesync", "-v", "--config", str(config), "sync", "--format", "json"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, check=False)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert cloud.user.password not in result.stdout + result.stderr
     report: dict[str, Any] = json.loads(result.stdout)
