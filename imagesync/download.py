@@ -28,8 +28,10 @@ import urllib3.exceptions
 from imagesync import redact
 from imagesync.atomic import fsync_dir
 from imagesync.errors import ImagesyncError
-from imagesync.fetch import AttemptFailed, FetchPolicy, check_status, request_failure, trusting_session
+from imagesync.fetch import FetchPolicy
+from imagesync.neterrors import AttemptFailed, check_status, request_failure
 from imagesync.stream import Partial, Sink, body_reader, file_sha512
+from imagesync.tls import trusting_session
 
 log = logging.getLogger(__name__)
 

@@ -1,43 +1,32 @@
 """List URL -> bytes: conditional GET, token, retries with backoff, size cap, truncation check, redaction.
 
-Trust for HTTPS is the system store plus every CA in the grid CA directory (``ca_dir``), applied through our own
-SSL context on a mounted adapter, so REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE cannot replace it: a bundle named by
-those variables is honoured only as an *addition* (what operators expect of them, and it never drops the grid
-CAs). Proxies from the environment keep working because ``trust_env`` stays on.
+HTTPS trust (system store + grid CA directory) is set up in :mod:`imagesync.tls`; how a failed attempt is
+worded and whether it is retried is decided in :mod:`imagesync.neterrors`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import re
-import socket
-import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
-from http.client import RemoteDisconnected
 from pathlib import Path
-from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 from urllib.request import url2pathname
 
 import requests
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NameResolutionError, ReadTimeoutError
+from urllib3.exceptions import ReadTimeoutError
 
-from imagesync import __version__, redact
+from imagesync import redact
 from imagesync.errors import FetchError
+from imagesync.neterrors import AttemptFailed, check_status, has_cause, request_failure
+from imagesync.tls import trusting_session
 
 log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _BACKOFF_CAP = 60.0
-_RETRY_AFTER_CAP = 300.0
-# IGTF directories hold certificates as <hash>.N next to CRLs (.rN), policies and info files.
-_CA_FILE = re.compile(r"^[0-9a-f]{8}\.\d+$|\.(pem|crt)$")
-_ENV_BUNDLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 @dataclass(frozen=True)
@@ -60,41 +49,6 @@ class Fetched:
     not_modified: bool
     etag: str | None
     last_modified: str | None
-
-
-class AttemptFailed(Exception):
-    """One failed attempt: the operator's message and hint, and whether trying again may help."""
-
-    def __init__(self, message: str, hint: str, *, retry: bool = False, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.retry = retry
-        self.retry_after = retry_after
-
-
-class _TrustAdapter(HTTPAdapter):
-    """An adapter whose TLS trust is our SSL context, whatever ``verify`` requests computed from the environment."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        super().__init__()
-
-    def build_connection_pool_key_attributes(self, request: requests.PreparedRequest, verify: Any,
-                                             cert: Any = None) -> Any:
-        # ``verify`` (possibly an env bundle path) is deliberately ignored: the pool key carries our context.
-        host_params, pool_kwargs = super().build_connection_pool_key_attributes(request, True, cert)
-        pool: dict[str, Any] = dict(pool_kwargs)
-        pool.pop("ca_certs", None)
-        pool.pop("ca_cert_dir", None)
-        pool.update(ssl_context=self._context, cert_reqs="CERT_REQUIRED")
-        return host_params, pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        # urllib3 would load these files *into our context* on connect: trust must come from the context alone.
-        conn.ca_certs = None
-        conn.ca_cert_dir = None
-        conn.cert_reqs = "CERT_REQUIRED"
 
 
 class Fetcher:
@@ -160,46 +114,6 @@ class Fetcher:
             return Fetched(content, False, response.headers.get("ETag"), response.headers.get("Last-Modified"))
 
 
-def trusting_session(ca_dir: Path | None, session: requests.Session | None = None) -> requests.Session:
-    """``session`` (or a new one) set up to trust the system store plus ``ca_dir``, whatever the environment's
-    CA bundle variables say. Raises FetchError if ``ca_dir`` cannot be read."""
-    session = session or requests.Session()
-    session.headers["User-Agent"] = f"imagesync/{__version__}"
-    session.mount("https://", _TrustAdapter(trust_context(ca_dir)))
-    return session
-
-
-def trust_context(ca_dir: Path | None) -> ssl.SSLContext:
-    """System store + every CA file in ``ca_dir`` + the env bundle if set. Raises FetchError on an unreadable dir."""
-    context = ssl.create_default_context()
-    if ca_dir is not None:
-        try:
-            entries = sorted(p for p in Path(ca_dir).iterdir() if _CA_FILE.search(p.name) and p.is_file())
-        except OSError as exc:
-            raise FetchError(f"cannot read CA directory {ca_dir}: {exc.strerror}",
-                             hint="check trust.ca_dir") from exc
-        for entry in entries:
-            try:
-                context.load_verify_locations(cafile=str(entry))
-            except (ssl.SSLError, OSError) as exc:
-                log.debug("skipping %s in CA directory: %s", entry, exc)
-    for variable in _ENV_BUNDLES:
-        bundle = os.environ.get(variable)
-        if bundle:
-            _add_env_bundle(context, variable, bundle)
-    return context
-
-
-def _add_env_bundle(context: ssl.SSLContext, variable: str, bundle: str) -> None:
-    try:
-        if os.path.isdir(bundle):
-            context.load_verify_locations(capath=bundle)
-        else:
-            context.load_verify_locations(cafile=bundle)
-    except (ssl.SSLError, OSError) as exc:
-        log.warning("ignoring %s=%s: %s", variable, bundle, exc)
-
-
 def split_userinfo(url: str) -> tuple[str, str | None]:
     """``https://TOKEN[:x-oauth-basic]@host/p`` -> (``https://host/p``, TOKEN); other URLs are returned unchanged."""
     try:
@@ -251,42 +165,6 @@ def _too_large(where: str, max_bytes: int, name: str) -> FetchError:
                       hint="not an image list, or raise the size cap")
 
 
-def check_status(response: requests.Response, url: str, *, token_sent: bool) -> None:
-    """Raise AttemptFailed for any status but 2xx and 304; 429 and 5xx are marked retryable."""
-    code = response.status_code
-    where = f"cannot fetch {redact.url(url)}: HTTP {code}"
-    if 200 <= code < 300 or code == 304:
-        return
-    if code == 429 or code >= 500:
-        after = retry_after(response.headers.get("Retry-After"))
-        raise AttemptFailed(where, "server busy or failing; try again later", retry=True, retry_after=after)
-    if code == 401:
-        hint = "check token/token_file" if token_sent else "this list needs a token: set token, token_file or token_env"
-        raise AttemptFailed(f"{where}: token missing or rejected", hint)
-    if code == 403:
-        raise AttemptFailed(f"{where}: forbidden", "check that the token grants access to this list")
-    if code == 404:
-        raise AttemptFailed(f"{where}: not found", "check the URL")
-    reason = redact.text(str(response.reason or ""))[:80]
-    raise AttemptFailed(f"{where} {reason}".rstrip(), "check the URL and the server")
-
-
-def retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped; None if absent or bad."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        seconds = float(value)
-    else:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    return min(max(seconds, 0.0), _RETRY_AFTER_CAP)
-
-
 def read_body(response: requests.Response, url: str, policy: FetchPolicy) -> bytes:
     """Stream the body under the cap; raises AttemptFailed when too large, truncated or stalled."""
     cap = policy.max_bytes
@@ -304,7 +182,7 @@ def read_body(response: requests.Response, url: str, policy: FetchPolicy) -> byt
     except requests.exceptions.ContentDecodingError as exc:
         raise AttemptFailed(f"cannot fetch {redact.url(url)}: corrupt compressed body", "check the server") from exc
     except requests.RequestException as exc:
-        if _has(exc, ReadTimeoutError, TimeoutError):
+        if has_cause(exc, ReadTimeoutError, TimeoutError):
             raise AttemptFailed(f"cannot fetch {redact.url(url)}: stalled, no data for {policy.timeout:g}s",
                           "server or network too slow", retry=True) from exc
         raise _truncated(url, len(body), declared) from exc
@@ -327,59 +205,3 @@ def _truncated(url: str, got: int, declared: int | None) -> AttemptFailed:
     of = f" of {declared}" if declared is not None else ""
     return AttemptFailed(f"cannot fetch {redact.url(url)}: truncated (got {got}{of} bytes)",
                          "connection dropped; try again", retry=True)
-
-
-def request_failure(exc: requests.RequestException, url: str, policy: FetchPolicy) -> AttemptFailed:
-    """Turn a requests exception raised before any response into a AttemptFailed with an operator's message."""
-    parts = urlsplit(url)
-    host = parts.hostname or "?"
-    where = f"cannot fetch {redact.url(url)}"
-    verify = _find(exc, ssl.SSLCertVerificationError)
-    if verify is not None:
-        detail = redact.text(str(verify.verify_message or verify.reason or ""))
-        return AttemptFailed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
-                       f"is the server's CA in {policy.ca_dir or 'the CA directory'}?")
-    if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return AttemptFailed(f"{where}: connect to {host} timed out after {policy.connect_timeout:g}s",
-                       "check the network and firewall", retry=True)
-    if isinstance(exc, requests.exceptions.ReadTimeout):
-        return AttemptFailed(f"{where}: no response within {policy.timeout:g}s (stalled)", "server too slow",
-                       retry=True)
-    if isinstance(exc, requests.exceptions.SSLError):
-        return AttemptFailed(f"{where}: TLS handshake with {host} failed", "check the server's TLS setup", retry=True)
-    if isinstance(exc, requests.exceptions.ConnectionError):
-        return _connection_failure(exc, where, host, parts.port)
-    return AttemptFailed(f"{where}: {type(exc).__name__}", "check the URL")
-
-
-def _connection_failure(exc: BaseException, where: str, host: str, port: int | None) -> AttemptFailed:
-    if _has(exc, NameResolutionError, socket.gaierror):
-        return AttemptFailed(f"{where}: cannot resolve host {host}", "check the URL and DNS", retry=True)
-    if _has(exc, ConnectionRefusedError):
-        return AttemptFailed(f"{where}: connection refused by {host}:{port or 'default port'}", "is the server up?",
-                       retry=True)
-    if _has(exc, ConnectionResetError, RemoteDisconnected, BrokenPipeError):
-        return AttemptFailed(f"{where}: connection reset by {host}", "network or server trouble", retry=True)
-    return AttemptFailed(f"{where}: connection to {host} failed", "check the network", retry=True)
-
-
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """The exception, its causes, contexts, urllib3 ``reason`` and exception arguments, each once."""
-    stack: list[BaseException] = [exc]
-    seen: set[int] = set()
-    while stack:
-        current = stack.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        yield current
-        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
-        stack.extend(item for item in linked if isinstance(item, BaseException))
-
-
-def _find(exc: BaseException, kind: type[ssl.SSLCertVerificationError]) -> ssl.SSLCertVerificationError | None:
-    return next((item for item in _causes(exc) if isinstance(item, kind)), None)
-
-
-def _has(exc: BaseException, *kinds: type[BaseException]) -> bool:
-    return any(isinstance(item, kinds) for item in _causes(exc))

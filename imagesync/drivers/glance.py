@@ -1,10 +1,10 @@
 """The Glance target (python-glanceclient v2 on a keystoneauth1 session).
 
 Images are owned by the project imagesync authenticates to and carry its tag; with ``visibility: shared`` each
-image is shared with the project its VO maps to and the share is accepted right away with a token scoped to that
-project, so the VO's members can boot it without any manual step. Sharing (rather than owning the image in each VO
-project) keeps one owner: the inventory is one query, and one failing VO project never hides the others' images.
-It needs the imagesync user to hold a role in every mapped project (as cloudkeeper-os deployments already do).
+image is also shared with the project its VO maps to (:mod:`imagesync.drivers.glance_share`). Sharing (rather than
+owning the image in each VO project) keeps one owner: the inventory is one query, and one failing VO project never
+hides the others' images. It needs the imagesync user to hold a role in every mapped project (as cloudkeeper-os
+deployments already do).
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ import glanceclient
 from glanceclient import exc as glance_exc
 from keystoneauth1 import exceptions as ks_exc
 
-from imagesync import mapping, properties, redact
+from imagesync import properties, redact
 from imagesync.config import TargetSettings
 from imagesync.drivers.base import Capabilities, TargetError, Upload
+from imagesync.drivers.glance_share import Sharing
 from imagesync.drivers.openstack_auth import AuthSpec, spec_for
 from imagesync.errors import ImagesyncError
 from imagesync.model import DesiredImage, Held, RetireMode
@@ -49,7 +50,8 @@ class GlanceDriver:
         self._spec: AuthSpec = spec_for(settings)
         self._session = self._spec.session()
         self._client = self._glance(self._session)
-        self._members: dict[str, str] | None = None
+        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=self._client,
+                                glance=self._glance, calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
 
@@ -85,14 +87,14 @@ class GlanceDriver:
     # -- add ------------------------------------------------------------------------------------------------
 
     def add(self, upload: Upload) -> str:
-        members = self._members_for(upload.desired)
+        members = self._sharing.members_for(upload.desired)
         with self._calls(f"create image for {upload.desired.image.identifier}"):
             image = self._client.images.create(**self._fields(upload.desired, _glance_format(upload.disk_format),
                                                               upload.virtual_size), visibility=self._visibility())
         try:
             self._upload(image["id"], upload)
             self._verify(image["id"], upload)
-            self._share(image["id"], members)
+            self._sharing.share(image["id"], members)
         except BaseException:
             self._delete_quietly(image["id"])
             raise
@@ -139,58 +141,6 @@ class GlanceDriver:
         if algo != "sha512":
             log.warning("target=%s Glance hashes with %s, not sha512: upload not cross-checked", self.name, algo)
 
-    # -- sharing --------------------------------------------------------------------------------------------
-
-    def _members_for(self, desired: DesiredImage) -> list[str]:
-        if self.settings.visibility != "shared":
-            return []
-        vo = properties.vo_of(desired)
-        projects = self._mapping()
-        if vo is None or vo not in projects:
-            raise TargetError(f"VO {vo or '(none)'} of {desired.image.identifier} has no project in "
-                              f"{self.settings.projects_file}", subject=f"target {self.name}",
-                              hint="add it to the mapping file, or use visibility private/community")
-        return [projects[vo]]
-
-    def _mapping(self) -> dict[str, str]:
-        if self._members is None:
-            if self.settings.projects_file is None:
-                raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
-                                  subject=f"target {self.name}")
-            refs = mapping.load(self.settings.projects_file)
-            with self._calls("resolve mapped projects"):
-                self._members = {vo: self._project_id(ref) for vo, ref in refs.items()}
-        return self._members
-
-    def _project_id(self, ref: mapping.ProjectRef) -> str:
-        # Resolved among the projects the imagesync user holds a role in (no admin needed): it needs one there
-        # anyway to accept the shares.
-        mine = self._session.get("/auth/projects", endpoint_filter={"service_type": "identity",
-                                                                     "interface": self._spec.interface}).json()
-        projects = mine.get("projects", [])
-        by_id = [p for p in projects if p["id"] == ref.project]
-        by_name = [p for p in projects if p["name"] == ref.project and _in_domain(p, ref.domain)]
-        if by_id or len(by_name) == 1:
-            return str((by_id or by_name)[0]["id"])
-        if len(by_name) > 1:
-            raise TargetError(f"project name {ref.project} is ambiguous: give its domain or its id in "
-                              f"{self.settings.projects_file}", subject=f"target {self.name}")
-        raise TargetError(f"project {ref.project} of {self.settings.projects_file} is not among the projects the "
-                          "imagesync user holds a role in", subject=f"target {self.name}",
-                          hint="grant it the member role there: it accepts the shares in that project")
-
-    def mapped_projects(self) -> dict[str, str]:
-        """VO -> project id for shared visibility (empty otherwise), for ``imagesync check``. Raises TargetError."""
-        return self._mapping() if self.settings.visibility == "shared" else {}
-
-    def _share(self, image_id: str, members: list[str]) -> None:
-        for project_id in members:
-            with self._calls(f"share {image_id} with project {project_id}"):
-                self._client.image_members.create(image_id, project_id)
-            scoped = self._glance(self._spec.session(project_id=project_id))
-            with self._calls(f"accept the share of {image_id} in project {project_id}"):
-                scoped.image_members.update(image_id, project_id, "accepted")
-
     # -- metadata and retirement --------------------------------------------------------------------------------
 
     def update_metadata(self, target_id: str, desired: DesiredImage, *, reactivate: bool) -> None:
@@ -204,22 +154,11 @@ class GlanceDriver:
                                        os_hidden=False, **fields)
             if reactivate and image["status"] == "deactivated":
                 self._client.images.reactivate(target_id)
-        self._share_missing(target_id, desired)
+        self._sharing.share_missing(target_id, desired)
 
-    def _share_missing(self, target_id: str, desired: DesiredImage) -> None:
-        members = self._members_for(desired)
-        if not members:
-            return  # Glance refuses to list members of images that are not shared
-        with self._calls(f"list members of {target_id}"):
-            present = {m["member_id"]: m["status"] for m in self._client.image_members.list(target_id)}
-        missing = [p for p in members if present.get(p) != "accepted"]
-        for project_id in missing:
-            if project_id not in present:
-                with self._calls(f"share {target_id} with project {project_id}"):
-                    self._client.image_members.create(target_id, project_id)
-            scoped = self._glance(self._spec.session(project_id=project_id))
-            with self._calls(f"accept the share of {target_id} in project {project_id}"):
-                scoped.image_members.update(target_id, project_id, "accepted")
+    def mapped_projects(self) -> dict[str, str]:
+        """VO -> project id for shared visibility (empty otherwise), for ``imagesync check``. Raises TargetError."""
+        return self._sharing.mapped_projects()
 
     def retire(self, target_id: str, mode: RetireMode) -> None:
         if mode == "hide":
@@ -358,11 +297,6 @@ def _http_status(exc: Any) -> int:
 
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
-
-
-def _in_domain(project: dict[str, Any], domain: str | None) -> bool:
-    # /auth/projects gives domain ids only; the default domain's id is "default", its name "Default".
-    return domain is None or str(project.get("domain_id", "")).lower() == domain.lower()
 
 
 def _held(image: Any) -> Held:

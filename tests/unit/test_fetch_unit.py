@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagesync.demo.server import Unsatisfiable, byte_range, not_modified
-from imagesync.fetch import is_local, retry_after, split_userinfo
+from imagesync.demo.handler import Unsatisfiable, byte_range, not_modified
+from imagesync.fetch import is_local, split_userinfo
+from imagesync.neterrors import retry_after
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,130 @@
+"""Failure classification for HTTP fetches: a failed attempt as the operator's message, hint and retry verdict.
+
+Shared by list fetches (:mod:`imagesync.fetch`) and image downloads (:mod:`imagesync.download`) so both word
+the same failure the same way and agree on what is worth retrying.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
+from http.client import RemoteDisconnected
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import requests
+from urllib3.exceptions import NameResolutionError
+
+from imagesync import redact
+
+if TYPE_CHECKING:
+    from imagesync.fetch import FetchPolicy
+
+_RETRY_AFTER_CAP = 300.0
+
+
+class AttemptFailed(Exception):
+    """One failed attempt: the operator's message and hint, and whether trying again may help."""
+
+    def __init__(self, message: str, hint: str, *, retry: bool = False, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.retry = retry
+        self.retry_after = retry_after
+
+
+def check_status(response: requests.Response, url: str, *, token_sent: bool) -> None:
+    """Raise AttemptFailed for any status but 2xx and 304; 429 and 5xx are marked retryable."""
+    code = response.status_code
+    where = f"cannot fetch {redact.url(url)}: HTTP {code}"
+    if 200 <= code < 300 or code == 304:
+        return
+    if code == 429 or code >= 500:
+        after = retry_after(response.headers.get("Retry-After"))
+        raise AttemptFailed(where, "server busy or failing; try again later", retry=True, retry_after=after)
+    if code == 401:
+        hint = "check token/token_file" if token_sent else "this list needs a token: set token, token_file or token_env"
+        raise AttemptFailed(f"{where}: token missing or rejected", hint)
+    if code == 403:
+        raise AttemptFailed(f"{where}: forbidden", "check that the token grants access to this list")
+    if code == 404:
+        raise AttemptFailed(f"{where}: not found", "check the URL")
+    reason = redact.text(str(response.reason or ""))[:80]
+    raise AttemptFailed(f"{where} {reason}".rstrip(), "check the URL and the server")
+
+
+def retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date), capped; None if absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), _RETRY_AFTER_CAP)
+
+
+def request_failure(exc: requests.RequestException, url: str, policy: FetchPolicy) -> AttemptFailed:
+    """Turn a requests exception raised before any response into a AttemptFailed with an operator's message."""
+    parts = urlsplit(url)
+    host = parts.hostname or "?"
+    where = f"cannot fetch {redact.url(url)}"
+    verify = _find(exc, ssl.SSLCertVerificationError)
+    if verify is not None:
+        detail = redact.text(str(verify.verify_message or verify.reason or ""))
+        return AttemptFailed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
+                       f"is the server's CA in {policy.ca_dir or 'the CA directory'}?")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return AttemptFailed(f"{where}: connect to {host} timed out after {policy.connect_timeout:g}s",
+                       "check the network and firewall", retry=True)
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return AttemptFailed(f"{where}: no response within {policy.timeout:g}s (stalled)", "server too slow",
+                       retry=True)
+    if isinstance(exc, requests.exceptions.SSLError):
+        return AttemptFailed(f"{where}: TLS handshake with {host} failed", "check the server's TLS setup", retry=True)
+    if isinstance(exc, requests.exceptions.ConnectionError):
+        return _connection_failure(exc, where, host, parts.port)
+    return AttemptFailed(f"{where}: {type(exc).__name__}", "check the URL")
+
+
+def _connection_failure(exc: BaseException, where: str, host: str, port: int | None) -> AttemptFailed:
+    if has_cause(exc, NameResolutionError, socket.gaierror):
+        return AttemptFailed(f"{where}: cannot resolve host {host}", "check the URL and DNS", retry=True)
+    if has_cause(exc, ConnectionRefusedError):
+        return AttemptFailed(f"{where}: connection refused by {host}:{port or 'default port'}", "is the server up?",
+                       retry=True)
+    if has_cause(exc, ConnectionResetError, RemoteDisconnected, BrokenPipeError):
+        return AttemptFailed(f"{where}: connection reset by {host}", "network or server trouble", retry=True)
+    return AttemptFailed(f"{where}: connection to {host} failed", "check the network", retry=True)
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, its causes, contexts, urllib3 ``reason`` and exception arguments, each once."""
+    stack: list[BaseException] = [exc]
+    seen: set[int] = set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        linked = (current.__cause__, current.__context__, getattr(current, "reason", None), *current.args)
+        stack.extend(item for item in linked if isinstance(item, BaseException))
+
+
+def _find(exc: BaseException, kind: type[ssl.SSLCertVerificationError]) -> ssl.SSLCertVerificationError | None:
+    return next((item for item in _causes(exc) if isinstance(item, kind)), None)
+
+
+def has_cause(exc: BaseException, *kinds: type[BaseException]) -> bool:
+    """True if ``exc`` or anything it wraps (see ``_causes``) is one of ``kinds``. Raises nothing."""
+    return any(isinstance(item, kinds) for item in _causes(exc))
