@@ -22,7 +22,7 @@ from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from imagesync import dn
-from imagesync.errors import ConfigError, RevokedError, UntrustedSignerError
+from imagesync.errors import ConfigError, RevokedError, UntrustedSignerError, brief
 
 log = logging.getLogger(__name__)
 CrlMode = Literal["off", "if_present", "require"]
@@ -83,7 +83,7 @@ class CAStore:
             chain = verifier.verify(leaf, intermediates).chain
         except xv.VerificationError as exc:
             raise UntrustedSignerError(
-                f"signer {dn.render(leaf.subject)} does not chain to a CA in {self.directory}: {_short(exc)}"
+                f"signer {dn.render(leaf.subject)} does not chain to a CA in {self.directory}: {brief(exc)}"
             ) from None
         chain = self._to_root(chain)
         self._check_revocation(chain, now)
@@ -218,7 +218,4 @@ def _read_crl(path: Path) -> x509.CertificateRevocationList | None:
         log.warning("ca_dir: skipping unreadable CRL %s: %s", path, exc)
         return None
 
-
-def _short(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:200]
 

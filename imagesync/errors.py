@@ -41,6 +41,11 @@ class ImagesyncError(Exception):
         return " ".join(text.split())
 
 
+def brief(exc: BaseException, limit: int = 200) -> str:
+    """A library exception as one bounded line, for embedding in our own messages."""
+    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+
+
 class ConfigError(ImagesyncError):
     """The configuration is invalid: names the file, the key and what is allowed."""
 

@@ -24,6 +24,7 @@ from imagesync.errors import (
     MalformedSignatureError,
     UntrustedSignerError,
     WeakAlgorithmError,
+    brief,
 )
 from imagesync.mime import strip_text_header, unwrap
 from imagesync.model import Signer, VerifiedContent
@@ -53,7 +54,7 @@ def verify(blob: bytes, store: CAStore, *, now: datetime, allow_sha1: bool = Fal
         candidates = _candidates(envelope.detached, _embedded(signed))
         infos = list(signed["signer_infos"])
     except _ASN1_ERRORS as exc:
-        raise MalformedSignatureError(f"cannot parse the CMS signature: {_short(exc)}") from None
+        raise MalformedSignatureError(f"cannot parse the CMS signature: {brief(exc, 160)}") from None
     if not infos:
         raise MalformedSignatureError("the signature has no signer")
     content: bytes | None = None
@@ -63,7 +64,7 @@ def verify(blob: bytes, store: CAStore, *, now: datetime, allow_sha1: bool = Fal
             cert = _signer_cert(info, certs)
             verified = _check_signer(info, cert, candidates, allow_sha1)
         except _ASN1_ERRORS as exc:
-            raise MalformedSignatureError(f"cannot parse the CMS signer info: {_short(exc)}") from None
+            raise MalformedSignatureError(f"cannot parse the CMS signer info: {brief(exc, 160)}") from None
         content = content if content is not None else verified
         others = [c.crypto for c in certs if c is not cert]
         store.validate(cert.crypto, others, now)
@@ -86,7 +87,7 @@ def _load(der: bytes) -> tuple[cms.SignedData, list[_Cert]]:
         try:
             certs.append(_Cert(asn1=choice.chosen, crypto=x509.load_der_x509_certificate(choice.chosen.dump())))
         except ValueError as exc:
-            raise MalformedSignatureError(f"embedded certificate cannot be parsed: {_short(exc)}") from None
+            raise MalformedSignatureError(f"embedded certificate cannot be parsed: {brief(exc, 160)}") from None
     return signed, certs
 
 
@@ -191,7 +192,7 @@ def _signature_ok(info: cms.SignerInfo, cert: x509.Certificate, data: bytes, dig
     except InvalidSignature:
         return False
     except UnsupportedAlgorithm as exc:
-        raise MalformedSignatureError(f"unsupported signature algorithm: {_short(exc)}") from None
+        raise MalformedSignatureError(f"unsupported signature algorithm: {brief(exc, 160)}") from None
     return True
 
 
@@ -217,6 +218,3 @@ def _signer(cert: x509.Certificate) -> Signer:
     return Signer(dn=dn.render(cert.subject), ca=dn.render(cert.issuer),
                   fingerprint=cert.fingerprint(hashes.SHA256()).hex())
 
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:160] or type(exc).__name__

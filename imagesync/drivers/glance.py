@@ -26,7 +26,7 @@ from imagesync.config import TargetSettings
 from imagesync.drivers.base import Capabilities, TargetError, Upload
 from imagesync.drivers.glance_share import Sharing
 from imagesync.drivers.openstack_auth import AuthSpec, spec_for
-from imagesync.errors import ImagesyncError
+from imagesync.errors import ImagesyncError, brief
 from imagesync.model import DesiredImage, Held, RetireMode
 
 log = logging.getLogger(__name__)
@@ -232,16 +232,16 @@ class GlanceDriver:
             raise
         except glance_exc.HTTPException as exc:
             code = _http_status(exc)
-            raise _target_error(self.name, what, f"Glance answered HTTP {code}: {_short(exc)}", code) from None
+            raise _target_error(self.name, what, f"Glance answered HTTP {code}: {brief(exc)}", code) from None
         except ks_exc.Unauthorized:
             raise _target_error(self.name, what, "Keystone refused the credentials (HTTP 401)", 401) from None
         except ks_exc.ConnectFailure as exc:
-            raise _target_error(self.name, what, f"cannot connect: {_short(exc)}", 0, retry=True) from None
+            raise _target_error(self.name, what, f"cannot connect: {brief(exc)}", 0, retry=True) from None
         except ks_exc.HttpError as exc:
             code = int(exc.http_status or 0)
-            raise _target_error(self.name, what, f"HTTP {code}: {_short(exc)}", code) from None
+            raise _target_error(self.name, what, f"HTTP {code}: {brief(exc)}", code) from None
         except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
-            raise _target_error(self.name, what, _short(exc), 0, retry=True) from None
+            raise _target_error(self.name, what, brief(exc), 0, retry=True) from None
 
 
 @dataclass(frozen=True)
@@ -306,6 +306,3 @@ def _held(image: Any) -> Held:
                 active=image["status"] == "active" and not image.get("os_hidden", False),
                 digest=image.get("imagesync_digest"))
 
-
-def _short(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__
