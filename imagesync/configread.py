@@ -114,10 +114,8 @@ class Section:
         sec = self.section(key)
         result: dict[str, str] = {}
         for name in list(sec._data):
-            value = sec.string(name) or ""
-            if name == "password" or name.endswith(("secret", "token")):
-                redact.register(value)
-            result[name] = value
+            result[name] = sec.string(name) or ""
+        redact.register_options(result)
         return result
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None, *, required: bool = False) -> str:

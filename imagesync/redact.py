@@ -26,6 +26,16 @@ def register(secret: str | None) -> None:
             _secrets.add(secret)
 
 
+_SECRET_KEYS = ("password", "secret", "token")
+
+
+def register_options(options: dict[str, str]) -> None:
+    """Register the values of credential options (password, *_secret, token, ...); ``*_file`` keys name paths."""
+    for key, value in options.items():
+        if not key.endswith("_file") and any(part in key for part in _SECRET_KEYS):
+            register(value)
+
+
 def text(value: str) -> str:
     """Return ``value`` with URL userinfo and every registered secret masked."""
     value = _USERINFO.sub(lambda m: f"{m.group('scheme')}{_MASK}@", value)

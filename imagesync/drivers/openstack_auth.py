@@ -17,7 +17,6 @@ from imagesync import redact
 from imagesync.config import TargetSettings
 from imagesync.errors import ConfigError
 
-_SECRETS = ("password", "secret", "token")
 _CLOUDS_PATHS = (Path("clouds.yaml"), Path.home() / ".config/openstack/clouds.yaml", Path("/etc/openstack/clouds.yaml"))
 
 
@@ -69,8 +68,7 @@ def _inline(raw: dict[str, str], where: str) -> dict[str, str]:
             except OSError as exc:
                 raise ConfigError(f"{where}.auth.{key}: cannot read {value}: {exc.strerror}") from None
         options[name] = secret
-        if any(part in name for part in _SECRETS):
-            redact.register(secret)
+    redact.register_options(options)
     return options
 
 
@@ -98,9 +96,7 @@ def _cloud(target: TargetSettings, where: str) -> AuthSpec:
             if target.cloud in clouds:
                 entry: dict[str, Any] = clouds[target.cloud]
                 options = {k: str(v) for k, v in (entry.get("auth") or {}).items()}
-                for key, value in options.items():
-                    if any(part in key for part in _SECRETS):
-                        redact.register(value)
+                redact.register_options(options)
                 cacert = entry.get("cacert") or (None if entry.get("verify", True) else False)
                 spec = _spec(entry.get("auth_type", "password"), options, target.region or entry.get("region_name"),
                              target.interface or entry.get("interface"), cacert=None, where=where)
@@ -117,8 +113,6 @@ def _environment(target: TargetSettings, where: str) -> AuthSpec:
                                             else "v3token" if env.get("OS_TOKEN") else "password")
     loader: Any = loading.get_plugin_loader(auth_type)
     options = {o.dest: env[f"OS_{o.dest.upper()}"] for o in loader.get_options() if env.get(f"OS_{o.dest.upper()}")}
-    for key, value in options.items():
-        if any(part in key for part in _SECRETS):
-            redact.register(value)
+    redact.register_options(options)
     return _spec(auth_type, options, target.region or env.get("OS_REGION_NAME"),
                  target.interface or env.get("OS_INTERFACE"), cacert=env.get("OS_CACERT"), where=where)
