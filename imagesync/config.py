@@ -13,13 +13,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, cast
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
 from imagesync import redact
 from imagesync.configread import Section, parse_duration
 from imagesync.errors import ConfigError
+from imagesync.fetch import split_userinfo
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 SignatureMode = Literal["smime", "gpg", "none"]
@@ -230,13 +231,9 @@ def split_token(url: str, sec: Section | None = None) -> tuple[str, str | None]:
         if sec is not None:
             sec.fail("url", "not a valid URL")
         raise ConfigError("not a valid URL", subject=redact.url(url)) from None
-    if parts.username is None:
-        return urlunsplit(parts), None
-    token = unquote(parts.username)
+    clean, token = split_userinfo(urlunsplit(parts))
     redact.register(token)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port is not None else host
-    return urlunsplit(parts._replace(netloc=netloc)), token
+    return clean, token
 
 
 def _target(sec: Section, base: Path) -> TargetSettings:
