@@ -51,13 +51,8 @@ class SyncResult:
 
 
 def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = ()) -> list[ListOutcome]:
-    """Fetch, verify, parse and check lists without touching any state (``lists``, the demo)."""
-    fetcher = make_fetcher(settings)
-    try:
-        stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now)
-        return [stage.load(item) for item in selected(settings, names)]
-    finally:
-        fetcher.close()
+    """Fetch, verify, parse and check lists without touching any state (``lists``, ``check``)."""
+    return gather_lists(settings, None, names, now, record=False)
 
 
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
@@ -116,15 +111,16 @@ def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
             yield store
 
 
-def gather_lists(settings: Settings, store: StateStore, names: tuple[str, ...], now: datetime, *,
-            record: bool) -> list[ListOutcome]:
+def gather_lists(settings: Settings, store: StateStore | None, names: tuple[str, ...], now: datetime, *,
+                 record: bool) -> list[ListOutcome]:
+    """The list stage for the selected lists; with ``record`` (and a store) the outcomes are remembered."""
     fetcher = make_fetcher(settings)
     try:
         stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now, store=store, record=record)
         outcomes = [stage.load(item) for item in selected(settings, names)]
     finally:
         fetcher.close()
-    if record:
+    if record and store is not None:
         for outcome in outcomes:
             for wanted in outcome.desire.images:
                 store.upsert_image(outcome.settings.name, wanted.image, at=now)
