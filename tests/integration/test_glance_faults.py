@@ -91,10 +91,8 @@ def test_upload_retried_into_the_same_image_after_a_503(devcloud: DevCloud, prox
     assert [s.path for s in proxy.requests if s.method == "PUT"] == [f"/v2/images/{image_id}/file"] * 2
 
 
-def test_upload_failing_every_time_leaves_no_image(devcloud: DevCloud, proxy: GlanceProxy, tag: str,
-                                                   tmp_path: Path) -> None:
-    upload = _upload(tmp_path, _payload("always"))
-    proxy.fail_next("PUT", UPLOAD_PUT, 503, times=100)
+def _failed_add(devcloud: DevCloud, proxy: GlanceProxy, tag: str, upload: Upload) -> str:
+    """The one-line error of an add that must fail; it names the target."""
     driver = _driver(devcloud, proxy, tag)
     try:
         with pytest.raises(TargetError) as caught:
@@ -102,8 +100,14 @@ def test_upload_failing_every_time_leaves_no_image(devcloud: DevCloud, proxy: Gl
     finally:
         driver.close()
     message = str(caught.value)
-    assert "\n" not in message
-    assert message.startswith(f"target {TARGET}: ")
+    assert "\n" not in message and message.startswith(f"target {TARGET}: ")
+    return message
+
+
+def test_upload_failing_every_time_leaves_no_image(devcloud: DevCloud, proxy: GlanceProxy, tag: str,
+                                                   tmp_path: Path) -> None:
+    proxy.fail_next("PUT", UPLOAD_PUT, 503, times=100)
+    message = _failed_add(devcloud, proxy, tag, _upload(tmp_path, _payload("always")))
     assert "503" in message
     puts = proxy.seen("PUT", UPLOAD_PUT)
     assert len(puts) >= 2 and set(puts) == {503}  # retried, and never reached Glance
@@ -130,15 +134,7 @@ def test_inventory_survives_an_expired_token(devcloud: DevCloud, proxy: GlancePr
 
 def test_glance_refusing_data_that_is_not_the_declared_format(devcloud: DevCloud, proxy: GlanceProxy, tag: str,
                                                               tmp_path: Path) -> None:
-    upload = _upload(tmp_path, _payload("raw-bytes"), disk_format="qcow2")
-    driver = _driver(devcloud, proxy, tag)
-    try:
-        with pytest.raises(TargetError) as caught:
-            driver.add(upload)
-    finally:
-        driver.close()
-    message = str(caught.value)
-    assert "\n" not in message and message.startswith(f"target {TARGET}: ")
+    message = _failed_add(devcloud, proxy, tag, _upload(tmp_path, _payload("raw-bytes"), disk_format="qcow2"))
     assert re.search(r"415|format", message)
     assert proxy.seen("PUT", UPLOAD_PUT) == [415]  # Glance's own answer, not retried
     assert _tagged(devcloud, tag) == []
