@@ -54,17 +54,17 @@ TRANSITIONS: Mapping[TargetState, Mapping[TargetState, str]] = {
     S.ACTIVE: {
         S.ACTIVE: "metadata refreshed in place; a failed refresh keeps it active and records the error",
         S.SUPERSEDED: "a newer version is active in the target (upload first, retire after)",
-        S.RETIRED: "a verified list no longer carries it, or validly expired",
+        S.RETIRED: "a verified list no longer carries it, or validly expired; or the target shows it retired",
         S.DELETED: "gone from the target (removed by an operator, or retire mode delete): the target is the truth",
     },
     S.SUPERSEDED: {
-        S.RETIRED: "beyond keep_versions, retired per policy",
+        S.RETIRED: "beyond keep_versions, retired per policy; or the target shows it retired",
         S.ACTIVE: "the version that superseded it vanished, so this one serves again",
         S.DELETED: "gone from the target (removed by an operator, or retire mode delete)",
     },
     S.RETIRED: {
         S.DELETED: "delete_after elapsed and the target deleted it, or it vanished from the target",
-        S.ACTIVE: "its list carries it again and it was re-activated",
+        S.ACTIVE: "its list carries it again and it was re-activated, or the target shows it active",
     },
     S.FAILED: {
         S.PENDING: "retried next run from the start",

@@ -18,9 +18,9 @@ from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
 from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
-from imagesync.lifecycle import TargetState, allowed
 from imagesync.model import Held, Plan, TargetPolicy
 from imagesync.plan import diff
+from imagesync.reconcile import reconcile
 from imagesync.state import StateStore
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
         chosen = [t for t in settings.targets if not targets or t.name in targets]
         runtimes, inventory = _connect(chosen, result, stack)
+        # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
+        reconcile(store, inventory, result.started_at)
         known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
         policies = [_policy(t) for t in chosen if t.name in runtimes]
         # With --list, images of the other lists are simply not part of this run (not "unconfigured").
@@ -79,7 +81,6 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
             result.results = [ActionResult(a, "done" if a.kind == "keep" else "planned", None, a.target_id)
                               for a in result.plan.actions]
         else:
-            _reconcile(store, inventory, clock())
             _cleanup(runtimes)
             result.results, result.bytes_downloaded = _execute(settings, store, runtimes, result.plan, clock)
         result.exit_code = exit_code(result)
@@ -153,16 +154,6 @@ def _policy(target: TargetSettings) -> TargetPolicy:
     retire = target.retire
     return TargetPolicy(name=target.name, keep_versions=retire.keep_versions, retire_mode=retire.mode,
                         delete_after=retire.delete_after)
-
-
-def _reconcile(store: StateStore, inventory: dict[str, list[Held]], now: datetime) -> None:
-    """The target is the truth: records of images it no longer holds become ``deleted``."""
-    for target, held in inventory.items():
-        present = {h.target_id for h in held}
-        for record in store.target_images(target=target):
-            gone = record.target_id is not None and record.target_id not in present
-            if gone and allowed(record.state, TargetState.DELETED) and record.state != TargetState.DELETED:
-                store.transition(record.id, TargetState.DELETED, at=now, error="no longer in the target")
 
 
 def _cleanup(runtimes: dict[str, TargetRuntime]) -> None:
