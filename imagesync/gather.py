@@ -4,13 +4,14 @@ state's memory (validators, last verified copy, last accepted creation date). Fa
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass
 from datetime import datetime
 
 from imagesync import gpg, redact
 from imagesync.accept import AcceptedList, Expectation, Verifier, accept
 from imagesync.config import ListSettings, Settings
-from imagesync.errors import FetchError, ImagesyncError, ListExpiredError
+from imagesync.errors import FetchError, ImagesyncError, ListExpiredError, brief
 from imagesync.fetch import Fetcher, FetchPolicy
 from imagesync.hepix import check_freshness
 from imagesync.model import DesiredImage, ListDesire, ListState
@@ -68,6 +69,8 @@ class ListStage:
                               detached=self._detached_signature(item, raw.content), fresh=False)
             check_freshness(accepted.image_list, now=self.now, source=item.name,
                             previous_created=self._previous_created(item))
+            status: ListState = "unchanged" if raw.unchanged else "ok"
+            self._record_ok(item, raw, accepted)
         except ListExpiredError as exc:
             # Verified, endorsed and not a rollback, only past its expiry: on_expiry decides (plan.py).
             return self._failed(item, exc, expired=accepted.image_list.expires)
@@ -78,10 +81,8 @@ class ListStage:
             log.debug("list=%s unexpected error", item.name, exc_info=True)
             return self._failed(item, ImagesyncError(f"unexpected error: {type(exc).__name__}: {exc} "
                                                      "(run with -v for details)"))
-        status: ListState = "unchanged" if raw.unchanged else "ok"
         log.info("list=%s result=%s signature=%s images=%d", item.name, status, accepted.verified.kind,
                  len(accepted.image_list.images))
-        self._record_ok(item, raw, accepted)
         return ListOutcome(settings=item, status=status, error=None, accepted=accepted,
                            desire=desire(item, accepted, status))
 
@@ -115,7 +116,10 @@ class ListStage:
         message = redact.text(exc.about(item.name).one_line())
         log.info("list=%s result=failed error=%s", item.name, message)
         if self.store is not None and self.record:
-            self.store.record_list_failed(item.name, url=redact.url(item.url), error=message, at=self.now)
+            try:
+                self.store.record_list_failed(item.name, url=redact.url(item.url), error=message, at=self.now)
+            except (sqlite3.Error, ValueError) as write:
+                log.error("list=%s cannot record the failure in the state: %s", item.name, brief(write))
         wish = ListDesire(name=item.name, status="failed", expired=expired is not None, expires=expired,
                           on_expiry=item.on_expiry)
         return ListOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish)
@@ -124,10 +128,19 @@ class ListStage:
         if self.store is None or not self.record:
             return
         lst, signer = accepted.image_list, accepted.signer
-        self.store.record_list_ok(item.name, url=redact.url(item.url), etag=raw.etag, last_modified=raw.last_modified,
-                                  raw=raw.content, identifier=lst.identifier, created=lst.created,
-                                  expires=lst.expires, signer_dn=signer.dn if signer else None,
-                                  signer_ca=signer.ca if signer else None, unchanged=raw.unchanged, at=self.now)
+        store = self.store
+        try:
+            # One step: the accepted copy and its images are remembered together or not at all.
+            with store.step():
+                store.record_list_ok(item.name, url=redact.url(item.url), etag=raw.etag,
+                                     last_modified=raw.last_modified, raw=raw.content, identifier=lst.identifier,
+                                     created=lst.created, expires=lst.expires,
+                                     signer_dn=signer.dn if signer else None,
+                                     signer_ca=signer.ca if signer else None, unchanged=raw.unchanged, at=self.now)
+                for image in lst.images:
+                    store.upsert_image(item.name, image, at=self.now)
+        except (sqlite3.Error, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+            raise ImagesyncError(f"cannot record the list in the state: {brief(exc)}") from exc
 
 
 @dataclass(frozen=True)

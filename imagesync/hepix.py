@@ -24,6 +24,7 @@ _SHA512 = re.compile(r"[0-9A-Fa-f]{128}\Z")
 # Bounded so int() never meets Python's digit limit; 30 digits is far beyond any disk.
 _DIGITS = re.compile(r"[0-9]{1,30}\Z")
 _BAD_URI_CHARS = re.compile(r"[\x00-\x20\x7f]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 Json = Mapping[str, object]
 
@@ -61,11 +62,28 @@ def _load(content: bytes) -> object:
     except UnicodeDecodeError as exc:
         raise _Failure("$", f"not UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        document = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _Failure("$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except ValueError as exc:
         raise _Failure("$", f"invalid JSON: {exc}") from exc
+    _text_only(document, "$")
+    return document
+
+
+def _text_only(value: object, path: str) -> None:
+    """Refuse lone surrogates (``"\\ud800"``): valid JSON escapes, but not text, so no database, log or report
+    could store or print them. Keys and values, at any depth."""
+    if isinstance(value, str):
+        if _SURROGATE.search(value):
+            raise _Failure(path, "string holds a lone UTF-16 surrogate (not valid Unicode text)")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _text_only(key, path)
+            _text_only(item, _child(path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _text_only(item, _child(path, index))
 
 
 def _field(obj: Json, path: str, key: str) -> object:

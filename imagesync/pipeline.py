@@ -121,10 +121,6 @@ def gather_lists(settings: Settings, store: StateStore | None, names: tuple[str,
         outcomes = [stage.load(item) for item in selected(settings, names)]
     finally:
         fetcher.close()
-    if record and store is not None:
-        for outcome in outcomes:
-            for wanted in outcome.desire.images:
-                store.upsert_image(outcome.settings.name, wanted.image, at=now)
     return outcomes
 
 

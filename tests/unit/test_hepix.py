@@ -243,6 +243,9 @@ def _error(content: bytes) -> str:
         (b"[" * 100_000 + b"]" * 100_000, "$: JSON nested too deeply"),
         (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "$: JSON nested too deeply"),
         (b'{"x": 1' + b"0" * 5000 + b"}", "$: invalid JSON: "),
+        (b'{"x": {"y": ["ok", "\\ud800"]}}', '$["x"]["y"][1]: string holds a lone UTF-16 surrogate'),
+        (b'{"\\udfff": 1}', "$: string holds a lone UTF-16 surrogate"),
+        (b'{"x": "\\ud83d\\ude00 a pair is text"}', LIST + ": required field is missing"),
     ],
 )
 def test_document_errors(content: bytes, expected: str) -> None:
