@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from imagesync import gpg, redact
@@ -59,6 +59,7 @@ class ListStage:
     now: datetime
     store: StateStore | None = None
     record: bool = True
+    seen: dict[str, str] = field(default_factory=dict)  # dc:identifier -> the first list of the run carrying it
 
     def load(self, item: ListSettings) -> ListOutcome:
         """One list, isolated: whatever goes wrong becomes a ``failed`` outcome with a one-line error."""
@@ -69,6 +70,7 @@ class ListStage:
                               detached=self._detached_signature(item, raw.content), fresh=False)
             check_freshness(accepted.image_list, now=self.now, source=item.name,
                             previous_created=self._previous_created(item))
+            self._first_of_its_kind(item, accepted.image_list.identifier)
             status: ListState = "unchanged" if raw.unchanged else "ok"
             self._record_ok(item, raw, accepted)
         except ListExpiredError as exc:
@@ -85,6 +87,13 @@ class ListStage:
                  len(accepted.image_list.images))
         return ListOutcome(settings=item, status=status, error=None, accepted=accepted,
                            desire=desire(item, accepted, status))
+
+    def _first_of_its_kind(self, item: ListSettings, identifier: str) -> None:
+        # Two subscriptions to one list (two URLs, one dc:identifier) would upload every image twice.
+        first = self.seen.setdefault(identifier, item.name)
+        if first != item.name:
+            raise ImagesyncError(f"same list as {first} (dc:identifier {identifier}) at another URL",
+                                 hint=f"subscribe to it once; its images are synced through {first}")
 
     def _previous_created(self, item: ListSettings) -> datetime | None:
         # Rollback history belongs to the URL: a list moved to another publisher starts afresh.

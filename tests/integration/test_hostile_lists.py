@@ -51,3 +51,15 @@ def test_a_lone_surrogate_fails_its_list_alone(world: DemoWorld) -> None:
     with StateStore.open(settings.state_dir) as store:
         assert {i.list_name for i in store.images()} == {"good"}
         assert store.get_list("demo") is not None
+
+
+def test_the_same_list_subscribed_twice_is_refused_the_second_time(world: DemoWorld) -> None:
+    images = demo_images("1.0")
+    settings = _two_lists(world, images)  # both URLs serve one list: one dc:identifier
+    result = sync(settings, dry_run=False)
+    assert result.exit_code == EXIT_PARTIAL
+    outcome = {o.settings.name: o for o in result.lists}
+    assert outcome["demo"].status == "ok"
+    assert outcome["good"].status == "failed"
+    assert (outcome["good"].error or "").startswith("good: same list as demo (dc:identifier ")
+    assert sorted((r.action.list_name, r.action.kind) for r in result.results) == [("demo", "add"), ("demo", "add")]
