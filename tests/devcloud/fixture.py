@@ -180,3 +180,18 @@ def devcloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DevCloud]:
         yield from_cloud_json(run_dir / "cloud.json")
     finally:
         run_devcloud("stop", "--dir", str(run_dir))
+
+
+IDENTITY = {"service_type": "identity", "interface": "public"}
+
+
+@pytest.fixture(scope="session")
+def vo_access(devcloud: DevCloud) -> DevCloud:
+    """The imagesync user holds the member role in every VO project, as a site grants it to its sync account."""
+    admin = devcloud.session(devcloud.require_admin())
+    devcloud.require_vos(2)
+    user_id = devcloud.session().get_user_id()
+    roles = admin.get("/roles?name=member", endpoint_filter=IDENTITY).json()["roles"]
+    for project_id in devcloud.vo_projects.values():
+        admin.put(f"/projects/{project_id}/users/{user_id}/roles/{roles[0]['id']}", endpoint_filter=IDENTITY)
+    return devcloud

@@ -22,23 +22,10 @@ from imagesync.pipeline import SyncResult, sync
 from imagesync.state import StateStore
 from tests.devcloud.fixture import DevCloud
 
-IDENTITY = {"service_type": "identity", "interface": "public"}
 DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id", "imagesync_version",
                      "imagesync_sha512", "vmcatcher_event_ad_mpuri", "vmcatcher_event_dc_title",
                      "vmcatcher_event_dc_description", "APPLIANCE_ATTRIBUTES", "ad_vo", "os_distro", "os_version",
                      "architecture")
-
-
-@pytest.fixture(scope="session")
-def vo_access(devcloud: DevCloud) -> DevCloud:
-    """The imagesync user holds the member role in every VO project, as a site grants it to its sync account."""
-    admin = devcloud.session(devcloud.require_admin())
-    devcloud.require_vos(2)
-    user_id = devcloud.session().get_user_id()
-    roles = admin.get("/roles?name=member", endpoint_filter=IDENTITY).json()["roles"]
-    for project_id in devcloud.vo_projects.values():
-        admin.put(f"/projects/{project_id}/users/{user_id}/roles/{roles[0]['id']}", endpoint_filter=IDENTITY)
-    return devcloud
 
 
 @dataclass
