@@ -14,7 +14,6 @@ import http.client
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 import requests
 import urllib3.exceptions
 
-from imagesync import redact
+from imagesync import redact, space
 from imagesync.atomic import fsync_dir
 from imagesync.errors import ImagesyncError
 from imagesync.fetch import FetchPolicy
@@ -113,6 +112,7 @@ class Downloader:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._bytes_fetched = 0
+        self._space = space.Admission(self._root, self._partials, min_free=policy.min_free_space)
 
     @property
     def bytes_fetched(self) -> int:
@@ -138,12 +138,16 @@ class Downloader:
         return sorted(p for p in self._partials.glob("*.partial") if p.is_file())
 
     def fetch_all(self, requests: Sequence[DownloadRequest]) -> dict[str, Downloaded | DownloadError]:
-        """Download each distinct sha512 once, ``policy.concurrency`` at a time; never raises DownloadError:
-        each failure is returned as the value for its sha512 while the others go on."""
-        unique = list({request.sha512: request for request in requests}.values())
-        with ThreadPoolExecutor(max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
-            outcomes = list(pool.map(self._fetch_isolated, unique))
-        return {request.sha512: outcome for request, outcome in zip(unique, outcomes, strict=True)}
+        """Download each distinct sha512 once, ``policy.concurrency`` at a time as the free space allows (see
+        :mod:`imagesync.space`), the most advanced partial first; never raises DownloadError: each failure is
+        returned as the value for its sha512 while the others go on."""
+        unique = {request.sha512: request for request in requests}
+        wants = [space.Want(r.sha512, r.size, r.name) for r in unique.values()]
+        with self._space.batch(wants) as ordered, ThreadPoolExecutor(
+                max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
+            outcomes = dict(zip((w.key for w in ordered),
+                                pool.map(self._fetch_isolated, [unique[w.key] for w in ordered]), strict=True))
+        return {sha512: outcomes[sha512] for sha512 in unique}
 
     def _fetch_isolated(self, request: DownloadRequest) -> Downloaded | DownloadError:
         try:
@@ -196,22 +200,22 @@ class Downloader:
             raise DownloadError(f"size {request.size} bytes exceeds max_image_size {self._policy.max_image_size}",
                                 subject=request.name, hint="raise download.max_image_size if this image is wanted")
         self._partials.mkdir(parents=True, exist_ok=True)
-        partial = Partial(self._partials / f"{request.sha512}.partial")
-        partial.load(request.size, self._policy.chunk_size)
-        self._check_space(request, partial.length)
-        self._attempts(request, partial)
-        path = self._promote(request, partial)
+        with self._admitted(request):
+            partial = Partial(self._partials / f"{request.sha512}.partial")
+            partial.load(request.size, self._policy.chunk_size)
+            self._attempts(request, partial)
+            path = self._promote(request, partial)
         log.info("image=%s result=downloaded bytes=%d seconds=%.1f", request.name, partial.fetched,
                  time.monotonic() - started)
         return Downloaded(path, request.sha512, request.size, partial.fetched)
 
-    def _check_space(self, request: DownloadRequest, have: int) -> None:
-        needed = request.size - have
-        free = shutil.disk_usage(self._root).free
-        if free - needed < self._policy.min_free_space:
-            raise DiskFullError(f"not enough free space in {self._root}: need {_human(needed)} plus "
-                                f"min_free_space {_human(self._policy.min_free_space)}, have {_human(free)}",
-                                subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
+    def _admitted(self, request: DownloadRequest) -> space.Slot:
+        """Wait for room for the rest of the image (may drop partials of less advanced images of this batch).
+        Raises DiskFullError when there is none even with nothing else downloading."""
+        try:
+            return self._space.admit(space.Want(request.sha512, request.size, request.name))
+        except space.Shortage as short:
+            raise DiskFullError(short.message, subject=request.name, hint=short.hint) from short
 
     def _attempts(self, request: DownloadRequest, partial: Partial) -> None:
         attempts = self._policy.retries + 1
@@ -362,7 +366,3 @@ def _content_length(response: requests.Response) -> int | None:
         return int(response.headers["Content-Length"])
     except (KeyError, ValueError):
         return None
-
-
-def _human(n: int) -> str:
-    return f"{n / GiB:.1f} GiB" if abs(n) >= GiB else f"{n / MiB:.1f} MiB"

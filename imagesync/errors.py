@@ -100,3 +100,33 @@ class LockHeldError(ImagesyncError):
     """Another imagesync run holds the lock."""
 
     exit_code = EXIT_LOCKED
+
+
+class StateError(ImagesyncError):
+    """``state.db`` cannot be used, so the run did nothing (exit 3); the file is left exactly as it was.
+
+    Subclasses say why, because each needs another remedy; this class itself covers the rest (an I/O error,
+    a full disk, a schema newer than this code).
+    """
+
+    exit_code = EXIT_NOTHING_DONE
+
+
+class StateLockedError(StateError):
+    """Another process held a lock on ``state.db`` for longer than the busy timeout (exit 75, try again later).
+
+    Not another imagesync run: those are turned away at once by the run lock (``state_dir/lock``,
+    :class:`LockHeldError`), which is the same exit code because the remedy is the same: wait, nothing is wrong.
+    It is a process that opened the database itself (an ``sqlite3`` shell in a transaction, a copy job).
+    The database is fine, so the message never suggests restoring or moving it.
+    """
+
+    exit_code = EXIT_LOCKED
+
+
+class StateCorruptError(StateError):
+    """``state.db`` is not an SQLite database, or is a damaged one (truncated, partly overwritten) (exit 3)."""
+
+
+class StateAccessError(StateError):
+    """``state.db`` or its directory cannot be opened, read or written with this user's rights (exit 3)."""

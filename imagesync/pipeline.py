@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -11,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imagesync import lock
+from imagesync import lock, state_open
 from imagesync.config import Settings, TargetSettings
 from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
@@ -57,7 +56,8 @@ def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] =
 
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
          clock: Callable[[], datetime] = utcnow) -> SyncResult:
-    """One run. Raises LockHeldError (another run), ConfigError; everything else ends up in the result."""
+    """One run. Raises LockHeldError (another run), StateError (state.db unusable), ConfigError; everything else
+    ends up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
     with ExitStack() as stack:
         if not dry_run:
@@ -92,7 +92,9 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
 
 @contextmanager
 def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
-    """The state for a run; a dry run gets a private snapshot, so not even a migration touches the real one."""
+    """The state for a run; a dry run gets a private snapshot, so not even a migration touches the real one.
+
+    Raises StateError (a subclass saying why) when state.db cannot be used."""
     if not dry_run:
         with StateStore.open(settings.state_dir) as store:
             yield store
@@ -100,14 +102,7 @@ def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
     with tempfile.TemporaryDirectory(prefix="imagesync-dry-") as tmp:
         source = settings.state_dir / "state.db"
         if source.exists():
-            # SQLite's backup API reads a consistent copy through a read-only connection (WAL included).
-            original = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-            copy = sqlite3.connect(Path(tmp) / "state.db")
-            try:
-                original.backup(copy)
-            finally:
-                copy.close()
-                original.close()
+            state_open.snapshot(source, Path(tmp) / "state.db")
         with StateStore.open(Path(tmp)) as store:
             yield store
 

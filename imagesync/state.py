@@ -18,8 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
 
-from imagesync import lifecycle, redact
-from imagesync.errors import ImagesyncError, RollbackError
+from imagesync import lifecycle, redact, state_open
+from imagesync.errors import RollbackError
 from imagesync.lifecycle import TargetState
 from imagesync.model import Image
 from imagesync.state_records import (
@@ -37,10 +37,9 @@ from imagesync.state_records import (
 from imagesync.state_schema import migrate
 
 # The records are part of StateStore's interface: importers take them from here.
-__all__ = ["BUSY_TIMEOUT_MS", "DB_NAME", "ImageRecord", "ListRecord", "RunRecord", "StateStore", "TargetImageRecord"]
+__all__ = ["DB_NAME", "ImageRecord", "ListRecord", "RunRecord", "StateStore", "TargetImageRecord"]
 
 DB_NAME = "state.db"
-BUSY_TIMEOUT_MS = 30_000
 
 
 class StateStore:
@@ -52,24 +51,28 @@ class StateStore:
         self._depth = 0
 
     @classmethod
-    def open(cls, state_dir: Path) -> StateStore:
+    def open(cls, state_dir: Path, *, busy_timeout: float | None = None) -> StateStore:
         """Open (creating and migrating as needed) ``state_dir/state.db``.
 
-        Raises ImagesyncError when the file is not a usable database or its schema is newer than this code;
-        OSError when the directory cannot be created.
+        ``busy_timeout`` is how long to wait for another process's lock (default: :func:`state_open.busy_timeout`).
+        Raises StateError when the database cannot be used, leaving the file as it was: StateLockedError
+        (another process holds it), StateCorruptError (no database, or a damaged one), StateAccessError (this
+        user's rights), StateError itself otherwise (I/O error, a schema newer than this code); ConfigError for a
+        bad ``$IMAGESYNC_STATE_BUSY_TIMEOUT``; OSError when the directory cannot be created.
         """
         state_dir.mkdir(parents=True, exist_ok=True)
         path = state_dir / DB_NAME
-        conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+        timeout = state_open.busy_timeout() if busy_timeout is None else busy_timeout
+        conn: sqlite3.Connection | None = None
         try:
-            _configure(conn)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
+            _configure(conn, path, timeout)
             migrate(conn)
-        except sqlite3.DatabaseError as error:
-            conn.close()
-            raise ImagesyncError(f"cannot use the state database: {error}", subject=str(path),
-                                 hint="restore it from a backup or move it away to start afresh") from error
-        except BaseException:
-            conn.close()
+        except BaseException as error:
+            if conn is not None:
+                conn.close()
+            if isinstance(error, sqlite3.Error):
+                raise state_open.classify(error, path, waited=timeout) from error
             raise
         conn.row_factory = sqlite3.Row
         return cls(conn, path)
@@ -314,11 +317,10 @@ class StateStore:
         return [run_record(row) for row in self._all("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (n,))]
 
 
-def _configure(conn: sqlite3.Connection) -> None:
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+def _configure(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
+    state_open.wait_for_write_lock(conn, path, timeout)
     mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise sqlite3.DatabaseError(f"cannot switch to WAL journal mode (got {mode})")
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA foreign_keys = ON")
-

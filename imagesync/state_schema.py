@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from imagesync.errors import ImagesyncError
+from imagesync.errors import StateError
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def schema_version(conn: sqlite3.Connection) -> int:
 def migrate(conn: sqlite3.Connection, *, upto: int = LATEST) -> int:
     """Bring the schema of ``conn`` (in autocommit mode) forward to version ``upto``; returns the version.
 
-    Raises ImagesyncError if the DB is newer than this code or holds tables but no schema version;
+    Raises StateError (nothing done, exit 3) if the DB is newer than this code or holds tables but no schema version;
     sqlite3.Error if a migration fails (its transaction is rolled back).
     """
     for migration in MIGRATIONS:
@@ -83,9 +83,9 @@ def migrate(conn: sqlite3.Connection, *, upto: int = LATEST) -> int:
 def _checked_version(conn: sqlite3.Connection) -> int:
     current = schema_version(conn)
     if current > LATEST:
-        raise ImagesyncError(f"state.db schema {current} is newer than this imagesync ({LATEST})",
+        raise StateError(f"state.db schema {current} is newer than this imagesync ({LATEST})",
                              hint="upgrade imagesync; the state database is left untouched")
     if current == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-        raise ImagesyncError("state.db holds tables but no imagesync schema version",
+        raise StateError("state.db holds tables but no imagesync schema version",
                              hint="point state_dir at imagesync's own directory")
     return current

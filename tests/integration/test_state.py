@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from imagesync import redact
-from imagesync.errors import ImagesyncError, RollbackError
+from imagesync.errors import EXIT_NOTHING_DONE, ConfigError, ImagesyncError, RollbackError, StateCorruptError
 from imagesync.lifecycle import IllegalTransition, TargetState
 from imagesync.model import Image
 from imagesync.state import StateStore
@@ -87,6 +87,7 @@ def test_future_schema_is_refused_and_left_untouched(tmp_path: Path) -> None:
     with pytest.raises(ImagesyncError) as caught:
         StateStore.open(tmp_path)
     assert f"state.db schema {LATEST + 5} is newer than this imagesync ({LATEST})" in str(caught.value)
+    assert caught.value.exit_code == EXIT_NOTHING_DONE
     conn = reader(tmp_path / "state.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST + 5
     assert conn.execute("SELECT count(*) FROM lists").fetchone()[0] == 1
@@ -122,9 +123,18 @@ def test_foreign_database_without_version_is_refused(tmp_path: Path) -> None:
 
 def test_garbage_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "state.db").write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(ImagesyncError, match="cannot use the state database") as caught:
+    with pytest.raises(StateCorruptError, match="not an SQLite database") as caught:
         StateStore.open(tmp_path)
     assert str(tmp_path / "state.db") in str(caught.value)
+
+
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_busy_timeout_in_the_environment_is_a_configuration_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("IMAGESYNC_STATE_BUSY_TIMEOUT", value)
+    with pytest.raises(ConfigError, match=f"IMAGESYNC_STATE_BUSY_TIMEOUT='{value}': not a number of seconds"):
+        StateStore.open(tmp_path)
+    assert not (tmp_path / "state.db").exists()
 
 
 def test_naive_datetimes_are_refused(store: StateStore) -> None:
