@@ -4,14 +4,13 @@ state's memory (validators, last verified copy, last accepted creation date). Fa
 from __future__ import annotations
 
 import logging
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from imagesync import gpg, redact
 from imagesync.accept import AcceptedList, Expectation, Verifier, accept
 from imagesync.config import ListSettings, Settings
-from imagesync.errors import FetchError, ImagesyncError, ListExpiredError, brief
+from imagesync.errors import FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.fetch import Fetcher, FetchPolicy
 from imagesync.hepix import check_freshness
 from imagesync.model import DesiredImage, ListDesire, ListState
@@ -127,8 +126,8 @@ class ListStage:
         if self.store is not None and self.record:
             try:
                 self.store.record_list_failed(item.name, url=redact.url(item.url), error=message, at=self.now)
-            except (sqlite3.Error, ValueError) as write:
-                log.error("list=%s cannot record the failure in the state: %s", item.name, brief(write))
+            except StateError as write:
+                log.error("list=%s cannot record the failure in the state: %s", item.name, write.one_line())
         wish = ListDesire(name=item.name, status="failed", expired=expired is not None, expires=expired,
                           on_expiry=item.on_expiry)
         return ListOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish)
@@ -148,8 +147,8 @@ class ListStage:
                                      signer_ca=signer.ca if signer else None, unchanged=raw.unchanged, at=self.now)
                 for image in lst.images:
                     store.upsert_image(item.name, image, at=self.now)
-        except (sqlite3.Error, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-            raise ImagesyncError(f"cannot record the list in the state: {brief(exc)}") from exc
+        except StateError as exc:
+            raise ImagesyncError(f"cannot record the list in the state: {exc.one_line()}") from exc
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from imagesync import lock, state_open
 from imagesync.config import Settings, TargetSettings
 from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
-from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
 from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
 from imagesync.model import Held, Plan, TargetPolicy
@@ -86,7 +86,7 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         result.exit_code = exit_code(result)
         result.finished_at = clock()
         if run_id is not None:
-            store.finish_run(run_id, exit_code=result.exit_code, counts=summary(result), at=result.finished_at)
+            _finish_run(store, run_id, result)
     return result
 
 
@@ -145,6 +145,15 @@ def _policy(target: TargetSettings) -> TargetPolicy:
     retire = target.retire
     return TargetPolicy(name=target.name, keep_versions=retire.keep_versions, retire_mode=retire.mode,
                         delete_after=retire.delete_after)
+
+
+def _finish_run(store: StateStore, run_id: int, result: SyncResult) -> None:
+    # The work is done and reported either way; only the run's own record is lost.
+    try:
+        store.finish_run(run_id, exit_code=result.exit_code, counts=summary(result), at=result.finished_at or utcnow())
+    except StateError as exc:
+        log.error("run=%d cannot record the end of this run: %s", run_id, exc.one_line())
+        result.exit_code = max(result.exit_code, EXIT_PARTIAL)
 
 
 def _cleanup(runtimes: dict[str, TargetRuntime]) -> None:

@@ -71,7 +71,7 @@ def _contradicts(state: TargetState, truth: TargetState) -> bool:
 def reconcile(store: StateStore, inventory: Mapping[str, Sequence[Held]], now: datetime) -> list[Correction]:
     """Apply the corrections of every target in ``inventory`` (the reachable ones) to ``store``; return them.
 
-    Raises sqlite3.Error when the state cannot be written.
+    Raises StateError when the state cannot be written.
     """
     applied: list[Correction] = []
     for target, held in inventory.items():

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from imagesync import lifecycle, redact, state_open
-from imagesync.errors import RollbackError
+from imagesync.errors import RollbackError, StateError, brief
 from imagesync.lifecycle import TargetState
 from imagesync.model import Image
 from imagesync.state_records import (
@@ -45,10 +45,11 @@ DB_NAME = "state.db"
 class StateStore:
     """The state database. Open with :meth:`open`; use as a context manager or call :meth:`close`."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, busy_timeout: float = 0.0) -> None:
         self._conn = conn
         self.path = path
         self._depth = 0
+        self._busy_timeout = busy_timeout
 
     @classmethod
     def open(cls, state_dir: Path, *, busy_timeout: float | None = None) -> StateStore:
@@ -75,7 +76,7 @@ class StateStore:
                 raise state_open.classify(error, path, waited=timeout) from error
             raise
         conn.row_factory = sqlite3.Row
-        return cls(conn, path)
+        return cls(conn, path, busy_timeout=timeout)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -92,7 +93,9 @@ class StateStore:
     def step(self) -> Iterator[None]:
         """One recorded step: every write inside commits together or not at all (nested steps join the outer).
 
-        Raises sqlite3.Error when the database cannot be written; an exception inside rolls everything back.
+        Raises StateError (a subclass saying why: locked by another process, damaged, no rights) when the
+        database cannot be written, or when a value is not storable text; an exception inside rolls everything
+        back. Callers' isolation (per list, per action) catches it like any other expected error.
         """
         if self._depth:
             self._depth += 1
@@ -101,17 +104,28 @@ class StateStore:
             finally:
                 self._depth -= 1
             return
-        self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through the step
-        self._depth = 1
         try:
+            self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through the step
+            self._depth = 1
             yield
             self._conn.execute("COMMIT")
-        except BaseException:
+        except BaseException as error:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
-            raise
+            unusable = self._unusable(error)
+            if unusable is None:
+                raise
+            raise unusable from error
         finally:
             self._depth = 0
+
+    def _unusable(self, error: BaseException) -> StateError | None:
+        """The StateError a failed step raises for sqlite's and the encoder's errors; None for anything else."""
+        if isinstance(error, sqlite3.Error):
+            return state_open.classify(error, self.path, waited=self._busy_timeout)
+        if isinstance(error, UnicodeError):  # a lone surrogate cannot be bound as TEXT
+            return StateError(f"cannot store text that is not valid Unicode ({brief(error)})", subject=str(self.path))
+        return None
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
         return cast("sqlite3.Row | None", self._conn.execute(sql, tuple(args)).fetchone())
@@ -143,7 +157,7 @@ class StateStore:
         """Record a verified, accepted copy of list ``name`` with its validators.
 
         Raises RollbackError (and stores nothing) if ``created`` is older than the copy accepted before from
-        the same URL: the accepted created date only ever moves forward. Raises sqlite3.Error on write failure.
+        the same URL: the accepted created date only ever moves forward. Raises StateError on write failure.
         """
         clean = redact.url(url)
         with self.step():
@@ -167,7 +181,7 @@ class StateStore:
     def record_list_failed(self, name: str, *, url: str, error: str, at: datetime) -> None:
         """Record a failed fetch/verify/parse; the accepted copy, its created date and validators stay.
 
-        Raises sqlite3.Error on write failure.
+        Raises StateError on write failure.
         """
         with self.step():
             self._conn.execute(
@@ -181,7 +195,7 @@ class StateStore:
         """Store only the HTTP validators (what a dry run may keep).
 
         New validators no longer describe the stored copy, so that copy is dropped: a later 304 must never make
-        us re-use an older list than the one the server has. Raises sqlite3.Error on write failure.
+        us re-use an older list than the one the server has. Raises StateError on write failure.
         """
         with self.step():
             self._conn.execute(
@@ -194,7 +208,7 @@ class StateStore:
     # -- images -----------------------------------------------------------------------------------------
 
     def upsert_image(self, list_name: str, image: Image, *, at: datetime) -> None:
-        """Remember ``image`` of ``list_name`` (keyed by list, identifier, version). Raises sqlite3.Error."""
+        """Remember ``image`` of ``list_name`` (keyed by list, identifier, version). Raises StateError."""
         attributes = redact.text(json.dumps(image.attributes, sort_keys=True, default=str))
         with self.step():
             self._conn.execute(
@@ -218,7 +232,7 @@ class StateStore:
                          at: datetime) -> TargetImageRecord:
         """A pending record for this image in ``target``, or the live one that already exists (idempotent).
 
-        Raises sqlite3.Error on write failure.
+        Raises StateError on write failure.
         """
         with self.step():
             live = self.find_target_image(target=target, list_name=list_name, identifier=identifier,
@@ -237,7 +251,7 @@ class StateStore:
 
         ``error`` describes this step (None clears the previous one, so leaving ``failed`` clears it);
         ``target_id`` and ``projects`` are kept unless given. Raises IllegalTransition (a bug) for a
-        transition the lifecycle refuses, KeyError for an unknown record, sqlite3.Error on write failure.
+        transition the lifecycle refuses, KeyError for an unknown record, StateError on write failure.
         """
         with self.step():
             current = self._target_image(record_id)
@@ -257,7 +271,7 @@ class StateStore:
 
     def record_error(self, record_id: int, *, error: str, at: datetime) -> TargetImageRecord:
         """Note a failure that leaves the record's state as it is (a retirement or refresh that did not go
-        through). Raises KeyError for an unknown record, sqlite3.Error on write failure."""
+        through). Raises KeyError for an unknown record, StateError on write failure."""
         with self.step():
             self._target_image(record_id)
             self._conn.execute("UPDATE target_images SET error = ?, updated_at = ? WHERE id = ?",
@@ -297,14 +311,14 @@ class StateStore:
     # -- runs -------------------------------------------------------------------------------------------
 
     def start_run(self, *, dry_run: bool, at: datetime) -> int:
-        """Record the start of a run; returns its id. Raises sqlite3.Error on write failure."""
+        """Record the start of a run; returns its id. Raises StateError on write failure."""
         with self.step():
             cursor = self._conn.execute("INSERT INTO runs (dry_run, started_at) VALUES (?, ?)",
                                         (int(dry_run), ts(at)))
             return cast(int, cursor.lastrowid)
 
     def finish_run(self, run_id: int, *, exit_code: int, counts: Mapping[str, int], at: datetime) -> None:
-        """Record the end of run ``run_id``. Raises KeyError for an unknown run, sqlite3.Error on write failure."""
+        """Record the end of run ``run_id``. Raises KeyError for an unknown run, StateError on write failure."""
         with self.step():
             cursor = self._conn.execute(
                 "UPDATE runs SET finished_at = ?, exit_code = ?, counts = ? WHERE id = ?",
