@@ -53,7 +53,8 @@ class _TargetPlanner:
         self.target = target
         self.now = now
         self.known = {k.target_id: k for k in known if k.target_id is not None}
-        self.known_keys = {(k.list_name, k.identifier, k.version) for k in known if k.state == "active"}
+        # Images that were in the target once: reconciliation has marked a vanished copy deleted by now.
+        self.known_keys = {(k.list_name, k.identifier, k.version) for k in known if k.target_id is not None}
         self.notes: list[str] = []
 
     def plan(self, desired: Sequence[ListDesire], held: Sequence[Held]) -> list[Action]:

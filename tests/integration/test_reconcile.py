@@ -123,3 +123,15 @@ def test_records_of_an_unconfigured_list_are_reconciled_too(world: DemoWorld) ->
     sync(config.load(path), dry_run=False)
     assert _states(settings, "demo-alpine") == ["deleted"]
     assert _states(settings, "demo-debian") == ["active"]
+
+
+def test_an_image_deleted_by_hand_is_re_added_as_such(world: DemoWorld) -> None:
+    world.publish(demo_images("1.0"))
+    settings = _settings(world)
+    sync(settings, dry_run=False)
+    for path in (world.root / "archive" / "demo").glob("demo-alpine-1.0.raw*"):
+        path.unlink()
+    again = sync(settings, dry_run=False)
+    assert [(r.action.kind, r.action.reason, r.status) for r in again.results if r.action.kind != "keep"] == [
+        ("add", "missing from target: re-add", "done")]
+    assert _states(settings, "demo-alpine") == ["deleted", "active"]
