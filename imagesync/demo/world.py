@@ -95,7 +95,8 @@ class DemoWorld:
         data: dict[str, object] = {
             "state_dir": str(self.root / "state"), "cache_dir": str(self.root / "cache"),
             "trust": {"ca_dir": str(self.ca_dir), "crl": "require"},
-            "download": {"retries": 1, "min_free_space": "1MiB"},
+            # The images are served on 127.0.0.1, which downloads refuse unless allowed (DESIGN §9).
+            "download": {"retries": 1, "min_free_space": "1MiB", "allowed_networks": ["127.0.0.0/8"]},
             "lists": {"demo": {"url": self.list_url, "token_file": str(token_file), "endorser": {
                 "dn": dn.render(self.signer.cert.subject), "ca": dn.render(self.signer.cert.issuer)}}},
             **(extra or {}),
