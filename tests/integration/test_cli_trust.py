@@ -3,6 +3,8 @@ image URLs on internal addresses, and list fields that try to forge log or repor
 
 from __future__ import annotations
 
+import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
 
 
 @pytest.fixture
@@ -45,3 +47,58 @@ def test_sync_refuses_images_on_loopback_unless_allowed(world: DemoWorld) -> Non
     assert not list((world.root / "archive").rglob("*.img"))
     allowed = run("sync", config=directory_config(world))
     assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+
+
+# A field that, printed raw, ends the current line, forges a record, clears the screen and reverses the text.
+FORGED = "2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED"
+HOSTILE = f"evil\n{FORGED}\r{FORGED}\x1b[2J\x85{FORGED}\u2028{FORGED}\u2029\u202e\x07"
+RECORD = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) imagesync[\w.]*: ")
+
+
+def forged_lines(text: str) -> list[str]:
+    """Lines (by every Unicode line break) that start with the forged record, plus any raw control character."""
+    lines = [line for line in text.splitlines() if line.startswith(FORGED)]
+    controls = [f"raw {ch!r}" for ch in "\x1b\x07\r\x85\u2028\u2029\u202e" if ch in text]
+    return lines + controls
+
+
+def noop_config(world: DemoWorld) -> Path:
+    return world.write_config({"targets": {"noop": {"driver": "noop"}}})
+
+
+def test_hostile_image_fields_forge_no_log_or_report_line(world: DemoWorld) -> None:
+    image = DemoImage(identifier=HOSTILE, version=f"1{HOSTILE}", title=f"T{HOSTILE}", data=b"x" * 4096)
+    world.publish([image])
+    config = noop_config(world)
+    result = run("sync", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert forged_lines(result.stderr) == [] and forged_lines(result.stdout) == []
+    assert all(RECORD.match(line) for line in result.stderr.splitlines()), result.stderr
+    assert "image=evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r" in result.stderr
+    assert len(result.stdout.splitlines()) == 3, result.stdout  # list line, one add, the summary
+    assert "demo/evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r" in result.stdout
+    shown = run("images", config=config)
+    assert shown.returncode == 0, shown.stdout + shown.stderr
+    assert forged_lines(shown.stdout) == [] and len(shown.stdout.splitlines()) == 2, shown.stdout
+
+
+def test_hostile_list_identifier_forges_no_line_in_lists(world: DemoWorld) -> None:
+    world.publish(demo_images(), fields={"dc:identifier": HOSTILE})
+    result = run("lists", config=noop_config(world))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert forged_lines(result.stdout) == [] and forged_lines(result.stderr) == []
+    assert "  list:    evil\\n2026-01-01T00:00:00 ERROR" in result.stdout
+
+
+def test_text_stdout_cannot_encode_is_printed_escaped_not_raised(tmp_path: Path) -> None:
+    # A path that is not UTF-8 reaches Python as surrogate escapes; this stdout refuses them (strict), as an
+    # operator's UTF-8 locale does.
+    missing = os.fsencode(tmp_path) + b"/no\xffsuch.list"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    result = subprocess.run([sys.executable, "-m", "imagesync", "verify", missing], capture_output=True, text=True,
+                            timeout=60, check=False, env=env)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("NOT VERIFIED  "), result.stdout + result.stderr
+    assert "no\\udcffsuch.list: file not found" in result.stdout
+    assert "unexpected error" not in result.stderr
+
