@@ -116,3 +116,4 @@ def test_killed_run_takes_qemu_img_along_and_next_run_converts(image: tuple[Path
     assert stale, "the killed conversion left no work directory (the test did not test anything)"
     prepared = prepare(path, sha512=digest, accepted=["qcow2"], cache_dir=cache, name="img-1")
     assert prepared.format == "qcow2" and prepared.path == cache / "converted" / f"{digest}.qcow2"
+    assert [p.name for p in (cache / "converted").iterdir()] == [prepared.path.name]
