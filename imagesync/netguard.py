@@ -123,9 +123,8 @@ class AddressGuard:
         raise error
 
     def check_url(self, url: str) -> None:
-        """Check a URL's host where someone else (a proxy) connects; a name we cannot resolve is left to them.
-
-        Raises AddressRefused.
+        """Check a URL's host without connecting: where a proxy connects for us, or to report (``check``). A name
+        that does not resolve here is not refused (a proxy may resolve it). Raises AddressRefused.
         """
         parts = urlsplit(url)
         if parts.hostname:

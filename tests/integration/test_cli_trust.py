@@ -102,3 +102,15 @@ def test_text_stdout_cannot_encode_is_printed_escaped_not_raised(tmp_path: Path)
     assert "no\\udcffsuch.list: file not found" in result.stdout
     assert "unexpected error" not in result.stderr
 
+
+def test_check_reports_image_urls_that_downloads_would_refuse(world: DemoWorld) -> None:
+    images = demo_images()
+    world.publish(images)
+    refused = run("check", config=directory_config(world, allowed_networks=[]))
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    line = next(line for line in refused.stdout.splitlines() if line.startswith("FAIL  list    demo image URLs: "))
+    assert line.endswith(f"2 of 2 would be refused, e.g. {images[0].identifier}: 127.0.0.1 is a loopback address "
+                         "(add the network to download.allowed_networks if this is intended)")
+    allowed = run("check", config=directory_config(world))
+    assert allowed.returncode == 0, allowed.stdout + allowed.stderr
+    assert "image URLs" not in allowed.stdout
