@@ -119,16 +119,16 @@ class AddressGuard:
             except OSError as exc:
                 sock.close()
                 error = exc
-        assert error is not None  # addresses() never returns an empty list
-        raise error
+        raise error or OSError(f"no address to connect to for {host}")
 
     def check_url(self, url: str) -> None:
         """Check a URL's host without connecting: where a proxy connects for us, or to report (``check``). A name
         that does not resolve here is not refused (a proxy may resolve it). Raises AddressRefused.
         """
         parts = urlsplit(url)
-        if parts.hostname:
-            with contextlib.suppress(socket.gaierror, UnicodeError):
+        # A URL too broken to resolve (bad port, bad IDNA) fails on its own wherever it is used.
+        with contextlib.suppress(socket.gaierror, UnicodeError, ValueError):
+            if parts.hostname:
                 self.addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
 
 
