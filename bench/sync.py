@@ -24,6 +24,7 @@ from common import make_image, parse_size  # bench/ is on sys.path when a benchm
 
 from imagesync.demo.server import ListServer
 from imagesync.download import Downloader, DownloadPolicy, DownloadRequest
+from imagesync.netguard import parse_networks
 
 MiB = 1024 * 1024
 RATIO_TARGET = 0.75
@@ -52,7 +53,9 @@ def run_imagesync(url: str, cache: Path, sha512: str, size: int, chunk: int) -> 
 
 
 def child(url: str, cache: str, sha512: str, size: str, chunk: str) -> int:
-    downloader = Downloader(Path(cache), DownloadPolicy(min_free_space=0, chunk_size=int(chunk)))
+    # The ListServer is on loopback, which image downloads refuse unless allowed (DESIGN §9).
+    policy = DownloadPolicy(min_free_space=0, chunk_size=int(chunk), allowed_networks=parse_networks(["127.0.0.0/8"]))
+    downloader = Downloader(Path(cache), policy)
     start = time.perf_counter()
     result = downloader.fetch(DownloadRequest(sha512, int(size), url, "bench/image"))
     seconds = time.perf_counter() - start

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import sys
@@ -17,6 +18,7 @@ from imagesync.accept import Verifier
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
 from imagesync.gather import ListOutcome, ListStage, make_fetcher
+from imagesync.textsafe import json_text, one_line
 
 log = logging.getLogger(__name__)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -75,9 +77,9 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
     if fmt == "json":
         _print_json(_verify_json(outcome, item))
     elif outcome.accepted is not None:
-        click.echo(f"VERIFIED  {redact.url(item.url)}\n{report.accepted_text(outcome.accepted)}")
+        click.echo(f"VERIFIED  {one_line(redact.url(item.url))}\n{report.accepted_text(outcome.accepted)}")
     else:
-        click.echo(f"NOT VERIFIED  {outcome.error}")
+        click.echo(one_line(f"NOT VERIFIED  {outcome.error}"))
     sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
 
 
@@ -205,7 +207,7 @@ def check_cmd(obj: Context, fmt: str) -> None:
     if fmt == "json":
         _print_json({"ok": ok, "checks": [f.__dict__ for f in findings]})
     else:
-        click.echo(redact.text("\n".join(f"{'OK  ' if f.ok else 'FAIL'}  {f.area:<7} {f.name}: {f.detail}"
+        click.echo(redact.text("\n".join(one_line(f"{'OK  ' if f.ok else 'FAIL'}  {f.area:<7} {f.name}: {f.detail}")
                                           for f in findings)))
     sys.exit(EXIT_OK if ok else EXIT_PARTIAL)
 
@@ -238,7 +240,8 @@ def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...
     results = run_adopt(settings, source=source, dry_run=dry_run,  # type: ignore[arg-type]
                         targets=target_names, clock=pipeline.utcnow)
     for item in results:
-        click.echo(f"{item.status:<8} {item.target}: {item.image_id} {item.identifier or '-'} ({item.reason})")
+        line = f"{item.status:<8} {item.target}: {item.image_id} {item.identifier or '-'} ({item.reason})"
+        click.echo(one_line(line))
     click.echo(f"{sum(r.status in ('adopted', 'planned') for r in results)} of {len(results)} image(s) "
                f"{'would be ' if dry_run else ''}adopted")
     sys.exit(EXIT_PARTIAL if any(r.status == "failed" for r in results) else EXIT_OK)
@@ -259,11 +262,12 @@ def _print_json(data: dict[str, Any]) -> None:
 
 
 def _json_text(data: dict[str, Any]) -> str:
-    return redact.text(json.dumps(data, indent=2, ensure_ascii=False))
+    return json_text(redact.text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
     """Entry point: expected errors print one line, others a pointer to -v; exit codes per DESIGN §2."""
+    _tolerant_output()
     try:
         cli.main(args=argv, prog_name="imagesync", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -283,8 +287,19 @@ def main(argv: list[str] | None = None) -> NoReturn:
 
 def _fail(message: str, code: int, exc: BaseException) -> NoReturn:
     log.debug("traceback", exc_info=exc)
-    click.echo(f"imagesync: error: {redact.text(message)}", err=True)
+    click.echo(f"imagesync: error: {one_line(redact.text(message))}", err=True)
     sys.exit(code)
+
+
+def _tolerant_output() -> None:
+    """Make stdout and stderr write what they cannot encode as escapes instead of raising.
+
+    Every field from a list is escaped before printing; this is the backstop, so that a report of a run can never
+    be lost to a UnicodeEncodeError (e.g. a lone surrogate, or a non-UTF-8 locale). Raises nothing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 __all__ = ["ConfigError", "cli", "main"]

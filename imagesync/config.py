@@ -21,6 +21,7 @@ from imagesync import redact
 from imagesync.configread import Section, parse_duration
 from imagesync.errors import ConfigError
 from imagesync.fetch import split_userinfo
+from imagesync.netguard import Network, parse_networks
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 SignatureMode = Literal["smime", "gpg", "none"]
@@ -44,6 +45,7 @@ class DownloadSettings:
     min_free_space: int = 10 * 1024**3
     max_image_size: int = 200 * 1024**3
     max_list_size: int = 64 * 1024**2
+    allowed_networks: tuple[Network, ...] = ()  # DESIGN §9: image hosts allowed beyond public addresses
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,17 @@ def _download(sec: Section) -> DownloadSettings:
         min_free_space=sec.size("min_free_space", d.min_free_space),
         max_image_size=sec.size("max_image_size", d.max_image_size),
         max_list_size=sec.size("max_list_size", d.max_list_size),
+        allowed_networks=_networks(sec),
     )
     sec.finish()
     return result
+
+
+def _networks(sec: Section) -> tuple[Network, ...]:
+    try:
+        return parse_networks(sec.string_list("allowed_networks"))
+    except ValueError as exc:
+        sec.fail("allowed_networks", str(exc))
 
 
 def _list(sec: Section, base: Path) -> ListSettings:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from imagesync import qemu
+from imagesync.atomic import fsync_dir
 from imagesync.ova import copy_bounded, extract_ova
 from imagesync.qemu import ConversionError, qemu_img_available
 
@@ -43,6 +44,7 @@ ISO = "iso"
 _VMDK_TYPES = frozenset({"monolithicSparse", "streamOptimized"})
 _GiB = 1024**3
 _SHA512 = re.compile(r"[0-9a-f]{128}")
+_WORK_OWNER = re.compile(r"\.work-(\d+)-")
 
 
 @dataclass(frozen=True)
@@ -219,11 +221,7 @@ def _publish(src: Path, out_dir: Path, sha512: str, info: ImageInfo) -> Prepared
     with src.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(src, final)
-    dir_fd = os.open(out_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(out_dir)
     return Prepared(final, info.format, info.virtual_size, converted=True)
 
 
@@ -265,6 +263,22 @@ def _usable_as_is(path: Path, accepted: Sequence[str], max_size: int, name: str)
     return Prepared(path, info.format, info.virtual_size, converted=False)
 
 
+def _remove_orphaned_work(out_dir: Path) -> None:
+    """Remove work directories whose process is gone: a half-written conversion of a killed run. Those of a live
+    process (or a reused pid, or unnamed ones of older versions) are left to ``imagesync gc``. Raises OSError."""
+    for work in out_dir.glob(".work-*"):
+        match = _WORK_OWNER.match(work.name)
+        if match is None or int(match.group(1)) == os.getpid():
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            log.info("removing %s, the work directory of a killed conversion", work.name)
+            shutil.rmtree(work, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, another user's
+
+
 def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path, name: str,
             max_size: int = 200 * _GiB) -> Prepared:
     """Return ``path`` itself if its real format is in ``accepted``, else a cached converted copy.
@@ -285,9 +299,10 @@ def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path
         cached = _cached(out_dir, sha512, accepted, name)
         if cached is not None:
             return cached
-        # A private work directory per call: concurrent prepares of one image never share a temp file; gc prunes
-        # the .work-* left by a killed run.
-        work = Path(tempfile.mkdtemp(prefix=".work-", dir=out_dir))
+        # A private work directory per call: concurrent prepares of one image never share a temp file. Its name
+        # carries our pid, so the next conversion can tell (and remove) one that a killed run left.
+        _remove_orphaned_work(out_dir)
+        work = Path(tempfile.mkdtemp(prefix=f".work-{os.getpid()}-", dir=out_dir))
     except OSError as exc:
         raise ConversionError(f"cannot use the conversion cache: {exc}", subject=name) from exc
     try:

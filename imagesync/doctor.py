@@ -14,6 +14,8 @@ from imagesync.config import Settings, TargetSettings
 from imagesync.convert import qemu_img_available
 from imagesync.drivers import base as drivers
 from imagesync.errors import ImagesyncError
+from imagesync.gather import ListOutcome
+from imagesync.netguard import HINT, AddressGuard, AddressRefused
 from imagesync.pipeline import collect_lists
 
 
@@ -30,10 +32,13 @@ def run_checks(settings: Settings, *, now: datetime) -> list[Finding]:
     findings = [Finding("config", str(settings.source), True,
                         f"{len(settings.lists)} list(s), {len(settings.targets)} target(s)")]
     findings += _ca_dir(settings, now)
+    outcomes = collect_lists(settings, now=now)
     findings += [Finding("list", o.settings.name, o.status != "failed",
                          o.error or f"verified, {len(o.accepted.image_list.images) if o.accepted else 0} images"
                          + (", UNSIGNED" if o.settings.signature == "none" else ""))
-                 for o in collect_lists(settings, now=now)]
+                 for o in outcomes]
+    guard = AddressGuard(settings.download.allowed_networks)
+    findings += [finding for o in outcomes if (finding := _image_urls(o, guard)) is not None]
     findings += [_target(target) for target in settings.targets]
     findings += [_disk(settings), _qemu()]
     return findings
@@ -56,6 +61,21 @@ def _ca_dir(settings: Settings, now: datetime) -> list[Finding]:
             findings.append(Finding("ca_dir", "missing CRLs", False,
                                     f"{len(missing)} CA(s) without CRL (crl: require), e.g. {missing[0]}"))
     return findings
+
+
+def _image_urls(outcome: ListOutcome, guard: AddressGuard) -> Finding | None:
+    """A failed finding if downloads would refuse image URLs of this list (resolved now, as a sync would)."""
+    images = outcome.accepted.image_list.images if outcome.accepted else ()
+    refused: list[str] = []
+    for image in images:
+        try:
+            guard.check_url(image.uri)
+        except AddressRefused as exc:
+            refused.append(f"{image.identifier}: {exc}")
+    if not refused:
+        return None
+    return Finding("list", f"{outcome.settings.name} image URLs", False,
+                   f"{len(refused)} of {len(images)} would be refused, e.g. {refused[0]} ({HINT})")
 
 
 def _target(target: TargetSettings) -> Finding:

@@ -29,6 +29,7 @@ from imagesync.atomic import fsync_dir
 from imagesync.errors import ImagesyncError
 from imagesync.fetch import FetchPolicy
 from imagesync.neterrors import AttemptFailed, check_status, request_failure
+from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.stream import Partial, Sink, body_reader, file_sha512
 from imagesync.tls import trusting_session
 
@@ -73,6 +74,8 @@ class DownloadPolicy:
     min_free_space: int = 10 * GiB
     max_image_size: int = 200 * GiB
     chunk_size: int = 4 * MiB
+    # Besides public unicast addresses, where images may come from (DESIGN §9); see imagesync.netguard.
+    allowed_networks: tuple[Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -99,15 +102,17 @@ class Downloader:
     """Downloads images into ``cache_dir`` with one HTTP session; thread-safe."""
 
     def __init__(self, cache_dir: Path, policy: DownloadPolicy, *, ca_dir: Path | None = None,
-                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep) -> None:
-        """Prepare the cache and the session. Raises FetchError if ``ca_dir`` cannot be read."""
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
+                 resolve: Resolver = system_resolver) -> None:
+        """Prepare the cache and the session; ``resolve`` answers name lookups of image hosts (a test seam).
+        Raises FetchError if ``ca_dir`` cannot be read."""
         self._images = Path(cache_dir) / "images"
         self._partials = Path(cache_dir) / "partial"
         self._root = Path(cache_dir)
         self._policy = policy
         self._fetch_policy = FetchPolicy(connect_timeout=policy.connect_timeout, timeout=policy.timeout,
                                          retries=policy.retries, backoff=policy.backoff, ca_dir=ca_dir)
-        self._session = trusting_session(ca_dir, session)
+        self._session = trusting_session(ca_dir, session, guard=AddressGuard(policy.allowed_networks, resolve))
         self._sleep = sleep
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -248,6 +253,9 @@ class Downloader:
         timeout = (self._policy.connect_timeout, self._policy.timeout)
         try:
             response = self._session.get(request.url, headers=headers, stream=True, timeout=timeout)
+        except AddressRefused as refused:
+            raise _Fatal(f"refused to download {redact.url(request.url)}: {refused}", refused.hint,
+                         discard=False) from refused
         except requests.RequestException as exc:
             raise request_failure(exc, request.url, self._fetch_policy) from exc
         with response:

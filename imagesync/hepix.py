@@ -164,12 +164,13 @@ def _uri(obj: Json, path: str) -> str:
     except ValueError as exc:
         raise _Failure(where, f"not a valid URI: {exc}") from exc
     scheme = parts.scheme.lower()
-    if scheme not in ("http", "https", "file"):
-        raise _Failure(where, "expected an http, https or file URI")
-    if scheme != "file" and not parts.hostname:
+    if scheme == "file":
+        # Downloading it would copy a file of this host (a secret, a device) into a target: never from a list.
+        raise _Failure(where, "file URIs are refused: list images must be served over http or https")
+    if scheme not in ("http", "https"):
+        raise _Failure(where, "expected an http or https URI")
+    if not parts.hostname:
         raise _Failure(where, f"{scheme} URI has no host")
-    if scheme == "file" and not parts.path:
-        raise _Failure(where, "file URI has no path")
     return value
 
 

@@ -169,7 +169,8 @@ def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRu
              clock: Callable[[], datetime]) -> tuple[list[ActionResult], int]:
     d = settings.download
     policy = DownloadPolicy(concurrency=d.concurrency, retries=d.retries, timeout=d.timeout,
-                            min_free_space=d.min_free_space, max_image_size=d.max_image_size)
+                            min_free_space=d.min_free_space, max_image_size=d.max_image_size,
+                            allowed_networks=d.allowed_networks)
     ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
     downloader = Downloader(settings.cache_dir, policy, ca_dir=ca_dir)
     try:

@@ -1,14 +1,25 @@
-"""Running qemu-img on publisher-supplied bytes: a fixed environment and hard resource limits.
+"""Running qemu-img on publisher-supplied bytes: a fixed environment, hard resource limits, and a child that
+dies with us.
 
 Also home of :class:`ConversionError`, the one error of the conversion stage (convert, ova and this module).
+
+A run killed with SIGKILL (OOM killer, ``kill -9`` of a stuck cron job) cannot clean up, so each qemu-img asks the
+kernel for SIGKILL when its parent dies (Linux ``PR_SET_PDEATHSIG``). The kernel sends it when the *thread* that
+forked the child ends, not the process: that is safe here because :func:`run` waits for the child on the thread
+that started it (``subprocess.run`` kills the child itself on timeout or on any exception), so that thread always
+outlives it. Whoever starts qemu-img otherwise (a Popen handed to another thread) must keep that guarantee.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import resource
 import shutil
+import signal
 import subprocess
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from imagesync import redact
@@ -17,6 +28,21 @@ from imagesync.errors import ImagesyncError
 GiB = 1024**3
 # MALLOC_ARENA_MAX keeps qemu's thread pool from reserving gigabytes of address space under RLIMIT_AS.
 _ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL": "C", "MALLOC_ARENA_MAX": "2"}
+_PR_SET_PDEATHSIG = 1
+
+
+def _find_prctl() -> Callable[..., int] | None:
+    # Looked up once here, in the parent: the forked child only calls it (no dlopen, no import after fork).
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_prctl = _find_prctl()
 
 
 class ConversionError(ImagesyncError):
@@ -56,17 +82,21 @@ def run(args: Sequence[str], limits: Limits, *, name: str, what: str) -> str:
     if binary is None:
         raise ConversionError("qemu-img is not installed", subject=name, hint="install qemu-utils (Debian) or qemu-img")
 
-    def apply_limits() -> None:
+    parent = os.getpid()
+
+    def in_child() -> None:
+        _die_with(parent)
         resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
         resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_seconds, limits.cpu_seconds))
         resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
     try:
-        # preexec_fn only calls setrlimit (no locks, no imports), which is safe even with download threads running.
+        # preexec_fn only calls prctl and setrlimit (no locks, no imports), which is safe even with download
+        # threads running.
         done = subprocess.run(
             [binary, *args], stdin=subprocess.DEVNULL, capture_output=True, env=_ENV, cwd="/",
-            timeout=limits.timeout, preexec_fn=apply_limits, check=False,
+            timeout=limits.timeout, preexec_fn=in_child, check=False,
         )
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"qemu-img {what} timed out after {limits.timeout:.0f}s", subject=name) from exc
@@ -77,6 +107,15 @@ def run(args: Sequence[str], limits: Limits, *, name: str, what: str) -> str:
         hint = "the file is not an image qemu-img can read" if what == "info" else "check free space and the image"
         raise ConversionError(f"qemu-img {what} failed: {cause}", subject=name, hint=hint)
     return done.stdout.decode("utf-8", "replace")
+
+
+def _die_with(parent: int) -> None:
+    """In the forked child: be killed when the parent dies, and die now if it already has."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    # The parent may have died between fork and prctl; then this process already has another parent.
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _last_line(stderr: str, returncode: int) -> str:

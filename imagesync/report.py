@@ -1,7 +1,12 @@
-"""Rendering of results for people (text) and programs (JSON, DESIGN §2). No decisions are made here."""
+"""Rendering of results for people (text) and programs (JSON, DESIGN §2). No decisions are made here.
+
+Text reports show fields chosen by list publishers and servers: every line is escaped on its own
+(:func:`imagesync.textsafe.one_line`), so no field can end a line early and forge the next one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -11,6 +16,7 @@ from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
 from imagesync.pipeline import SyncResult, summary
 from imagesync.state import StateStore
+from imagesync.textsafe import one_line
 
 
 def iso(value: datetime | None) -> str | None:
@@ -40,23 +46,33 @@ def accepted_fields(accepted: AcceptedList) -> dict[str, Any]:
     }
 
 
+def _text(lines: Iterable[str]) -> str:
+    """Lines joined for printing, each escaped on its own."""
+    return "\n".join(one_line(line) for line in lines)
+
+
 def lists_text(outcomes: list[ListOutcome]) -> str:
     """The ``imagesync lists`` table: one block per list, UNSIGNED lists marked on their first line."""
     if not outcomes:
         return "no lists configured (add them under lists: or to image_lists_file)"
-    return "\n".join(_list_block(outcome) for outcome in outcomes)
+    return _text(line for outcome in outcomes for line in _list_block(outcome))
 
 
-def _list_block(outcome: ListOutcome) -> str:
+def _list_block(outcome: ListOutcome) -> list[str]:
     name = outcome.settings.name
     marker = "  UNSIGNED" if outcome.settings.signature == "none" else ""
     head = f"{name}: {outcome.status.upper()}{marker}  {redact.url(outcome.settings.url)}"
     if outcome.accepted is None:
-        return f"{head}\n  error:   {outcome.error}"
-    return head + "\n" + accepted_text(outcome.accepted)
+        return [head, f"  error:   {outcome.error}"]
+    return [head, *_accepted_lines(outcome.accepted)]
 
 
 def accepted_text(accepted: AcceptedList) -> str:
+    """Signer, list identifier, dates and image count of an accepted list, one escaped line each."""
+    return _text(_accepted_lines(accepted))
+
+
+def _accepted_lines(accepted: AcceptedList) -> list[str]:
     fields = accepted_fields(accepted)
     signer = fields["signer"]
     lines = [
@@ -67,7 +83,7 @@ def accepted_text(accepted: AcceptedList) -> str:
         ("expires", fields["expires"]),
         ("images", str(fields["images"])),
     ]
-    return "\n".join(f"  {key + ':':<9}{value}" for key, value in lines)
+    return [f"  {key + ':':<9}{value}" for key, value in lines]
 
 
 def action_entry(result: ActionResult) -> dict[str, Any]:
@@ -112,7 +128,7 @@ def sync_text(result: SyncResult) -> str:
                  f"{counts['update-metadata']} update-metadata, {counts['retire']} retire, {counts['keep']} keep, "
                  f"{counts['failed']} failed; {counts['bytes_downloaded'] / 1024**2:.1f} MiB downloaded; "
                  f"exit {result.exit_code}")
-    return "\n".join(lines)
+    return _text(lines)
 
 
 def images_json(store: StateStore, list_name: str | None) -> dict[str, Any]:
@@ -138,4 +154,4 @@ def images_text(data: dict[str, Any]) -> str:
                      f"sha512={entry['sha512'][:16]}... size={entry['size']}")
         lines += [f"  {c['target']}: {c['state']} {c['target_id'] or '-'}" + (f"  ({c['error']})" if c["error"] else "")
                   for c in entry["targets"]]
-    return "\n".join(lines)
+    return _text(lines)

@@ -20,6 +20,7 @@ from requests.adapters import HTTPAdapter
 
 from imagesync import __version__
 from imagesync.errors import FetchError
+from imagesync.netguard import AddressGuard, GuardedAdapter
 
 log = logging.getLogger(__name__)
 
@@ -52,13 +53,23 @@ class _TrustAdapter(HTTPAdapter):
         conn.cert_reqs = "CERT_REQUIRED"
 
 
+class _GuardedTrustAdapter(GuardedAdapter, _TrustAdapter):
+    """Our TLS trust, and connections only to addresses the guard allows."""
 
-def trusting_session(ca_dir: Path | None, session: requests.Session | None = None) -> requests.Session:
+
+def trusting_session(ca_dir: Path | None, session: requests.Session | None = None, *,
+                     guard: AddressGuard | None = None) -> requests.Session:
     """``session`` (or a new one) set up to trust the system store plus ``ca_dir``, whatever the environment's
-    CA bundle variables say. Raises FetchError if ``ca_dir`` cannot be read."""
+    CA bundle variables say; with ``guard``, http and https connect only where it allows (image downloads).
+    Raises FetchError if ``ca_dir`` cannot be read."""
     session = session or requests.Session()
     session.headers["User-Agent"] = f"imagesync/{__version__}"
-    session.mount("https://", _TrustAdapter(trust_context(ca_dir)))
+    context = trust_context(ca_dir)
+    if guard is None:
+        session.mount("https://", _TrustAdapter(context))
+    else:
+        session.mount("https://", _GuardedTrustAdapter(guard, context))
+        session.mount("http://", GuardedAdapter(guard))
     return session
 
 

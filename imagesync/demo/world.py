@@ -7,11 +7,13 @@ import hashlib
 import json
 import secrets
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
+from urllib.parse import quote
 
 import yaml
 from cryptography import x509
@@ -38,11 +40,16 @@ class DemoImage:
     data: bytes
     vo: str = VO
 
+    @property
+    def path(self) -> str:
+        """Where the server serves the bytes; quoted, so tests may give images hostile identifiers."""
+        return f"/images/{quote(self.identifier, safe='')}-{quote(self.version, safe='')}.img"
+
     def entry(self, base_url: str) -> dict[str, object]:
         return {"hv:image": {
             "dc:identifier": self.identifier, "dc:title": self.title, "hv:version": self.version,
             "dc:description": f"{self.title}, a tiny demo image", "ad:vo": self.vo,
-            "hv:uri": f"{base_url}/images/{self.identifier}-{self.version}.img",
+            "hv:uri": f"{base_url}{self.path}",
             "sl:checksum:sha512": hashlib.sha512(self.data).hexdigest(), "hv:size": str(len(self.data)),
             "hv:format": "RAW", "sl:arch": "x86_64", "sl:osname": "DemoOS", "sl:osversion": "1",
             "hv:ram_minimum": "512", "hv:core_minimum": "1",
@@ -68,10 +75,12 @@ class DemoWorld:
     def list_url(self) -> str:
         return self.server.url(LIST_PATH)
 
-    def publish(self, images: list[DemoImage], *, created: datetime | None = None) -> bytes:
-        """Serve the images and a freshly signed list naming them; return the signed list."""
+    def publish(self, images: list[DemoImage], *, created: datetime | None = None,
+                fields: Mapping[str, object] | None = None) -> bytes:
+        """Serve the images and a freshly signed list naming them (list-level ``fields`` override ours); return
+        the signed list."""
         for image in images:
-            self.server.put(f"/images/{image.identifier}-{image.version}.img", image.data)
+            self.server.put(image.path, image.data)
         base = self.server.url("").rstrip("/")
         when = (created or datetime.now(UTC)).replace(microsecond=0)
         body = {"hv:imagelist": {
@@ -82,6 +91,7 @@ class DemoWorld:
             "hv:endorser": {"hv:x509": {"hv:dn": dn.render(self.signer.cert.subject),
                                         "hv:ca": dn.render(self.signer.cert.issuer), "dc:creator": "imagesync demo"}},
             "hv:images": [image.entry(base) for image in images],
+            **(fields or {}),
         }}
         signed = pki.sign_smime(json.dumps(body, indent=2).encode(), self.signer)
         self.server.put(LIST_PATH, signed)
@@ -95,7 +105,8 @@ class DemoWorld:
         data: dict[str, object] = {
             "state_dir": str(self.root / "state"), "cache_dir": str(self.root / "cache"),
             "trust": {"ca_dir": str(self.ca_dir), "crl": "require"},
-            "download": {"retries": 1, "min_free_space": "1MiB"},
+            # The images are served on 127.0.0.1, which downloads refuse unless allowed (DESIGN §9).
+            "download": {"retries": 1, "min_free_space": "1MiB", "allowed_networks": ["127.0.0.0/8"]},
             "lists": {"demo": {"url": self.list_url, "token_file": str(token_file), "endorser": {
                 "dn": dn.render(self.signer.cert.subject), "ca": dn.render(self.signer.cert.issuer)}}},
             **(extra or {}),

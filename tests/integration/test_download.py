@@ -7,18 +7,21 @@ import logging
 import subprocess
 import tracemalloc
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from imagesync import netguard
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
 from imagesync.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
 
 MiB = 1024 * 1024
+# The server is on loopback, which downloads refuse unless allowed (DESIGN §9).
+LOOPBACK = netguard.parse_networks(["127.0.0.0/8"])
 FAST = DownloadPolicy(retries=3, timeout=5.0, connect_timeout=5.0, min_free_space=0, chunk_size=256 * 1024)
 
 
@@ -31,7 +34,8 @@ class Env:
     opened: list[Downloader] = field(default_factory=list)
 
     def downloader(self, policy: DownloadPolicy = FAST, cache: Path | None = None) -> Downloader:
-        downloader = Downloader(cache or self.cache, policy, ca_dir=self.ca_dir, sleep=self.sleeps.append)
+        downloader = Downloader(cache or self.cache, replace(policy, allowed_networks=LOOPBACK), ca_dir=self.ca_dir,
+                                sleep=self.sleeps.append)
         self.opened.append(downloader)
         return downloader
 

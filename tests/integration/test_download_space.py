@@ -19,6 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from imagesync import netguard
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
 from imagesync.demo.world import DemoImage, DemoWorld, build
@@ -27,8 +28,9 @@ from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 
 MiB = 1024 * 1024
 IMAGE = 5 * MiB
+# The server is on loopback, which image downloads refuse unless allowed (DESIGN §9).
 POLICY = DownloadPolicy(concurrency=2, retries=1, timeout=5.0, connect_timeout=5.0, min_free_space=0,
-                        chunk_size=256 * 1024)
+                        chunk_size=256 * 1024, allowed_networks=netguard.parse_networks(["127.0.0.0/8"]))
 
 
 def mount_tmpfs(where: Path, size: str) -> Path:
@@ -173,7 +175,7 @@ BIG = [DemoImage(identifier=f"big-{name}", version="1", title=f"Big {name}", dat
 def sync_config(world: DemoWorld, cache: Path) -> Path:
     return world.write_config({
         "cache_dir": str(cache),
-        "download": {"concurrency": 2, "retries": 1, "min_free_space": 0},
+        "download": {"concurrency": 2, "retries": 1, "min_free_space": 0, "allowed_networks": ["127.0.0.0/8"]},
         "targets": {"archive": {"driver": "directory", "path": str(world.root / "archive")}},
     })
 

@@ -177,3 +177,21 @@ def test_bad_sizes(text: object) -> None:
     from imagesync.configread import parse_size
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def test_download_allowed_networks(tmp_path: Path) -> None:
+    assert config.load(write(tmp_path, {})).download.allowed_networks == ()
+    settings = config.load(write(tmp_path, {"download": {"allowed_networks": ["127.0.0.0/8", " fd00::/8"]}}))
+    assert [str(n) for n in settings.download.allowed_networks] == ["127.0.0.0/8", "fd00::/8"]
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    (["10.0.0.1/8"], "download.allowed_networks: 10.0.0.1/8 has host bits set"),
+    (["127.0.0.0/8", "intranet"], "download.allowed_networks: 'intranet' is not an IP network in CIDR notation"),
+    ("127.0.0.0/8", "download.allowed_networks: expected a list of strings"),
+])
+def test_download_allowed_networks_errors(tmp_path: Path, value: object, expected: str) -> None:
+    path = write(tmp_path, {"download": {"allowed_networks": value}})
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert expected in str(info.value) and str(path) in str(info.value)
