@@ -32,7 +32,8 @@ _CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r\d+$")
 # Signing is fine for mail, client (robot and host certificates) and code signing purposes.
 _SIGNING_EKUS = {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH,
                  ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
-_CERTIFICATE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.DuplicateExtension)
+_CERTIFICATE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+                       x509.UnsupportedGeneralNameType)
 _PROXY_OIDS = {"1.3.6.1.5.5.7.1.14", "1.3.6.1.4.1.3536.1.222"}
 _KNOWN_CRITICAL = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
                    ExtensionOID.CERTIFICATE_POLICIES, ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.POLICY_CONSTRAINTS,
@@ -213,7 +214,7 @@ def _read_certs(path: Path) -> list[x509.Certificate]:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
         return [x509.load_der_x509_certificate(data)]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, x509.InvalidVersion) as exc:
         log.warning("ca_dir: skipping unreadable certificate %s: %s", path, exc)
         return []
 

@@ -37,9 +37,9 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha512": hashes.SHA512, "sha3_256": hashes.SHA3_256, "sha3_384": hashes.SHA3_384, "sha3_512": hashes.SHA3_512,
 }
 # asn1crypto and cryptography parse lazily, so these can come from any access to a hostile structure, long after
-# loading it; x509.DuplicateExtension is not a ValueError.
+# loading it; cryptography's x509 parse errors below are not ValueErrors.
 _LIBRARY_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-                   x509.DuplicateExtension)
+                   x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 _KEY_TYPES = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
 _OTHER_KEYS = ((dsa.DSAPublicKey, "DSA"), (ed448.Ed448PublicKey, "Ed448"), (x25519.X25519PublicKey, "X25519"),
                (x448.X448PublicKey, "X448"))

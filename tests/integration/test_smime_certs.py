@@ -87,6 +87,18 @@ def _leaf_with_key(pki: TestPKI, key: dsa.DSAPrivateKey | ed448.Ed448PrivateKey,
             .sign(pki.grid.cred.key, hashes.SHA256()))
 
 
+def invalid_version(cert: Node) -> None:
+    # tbsCertificate [0] EXPLICIT INTEGER: v3 is 2; cryptography raises x509.InvalidVersion, not a ValueError.
+    version = cert.children[0].children[0].children[0]  # type: ignore[index]
+    version.value = b"\x42"
+
+
+def test_invalid_certificate_version_found_by_the_fuzzer(pki: TestPKI) -> None:
+    blob = change_certificate(openssl_sign("detached", list_for(pki.valid), pki=pki), invalid_version)
+    with pytest.raises(MalformedSignatureError, match="embedded certificate number 1 cannot be parsed"):
+        verify(blob, pki)
+
+
 def test_dsa_signer_is_refused_by_name(pki: TestPKI, tmp_path: Path) -> None:
     key = dsa.generate_private_key(2048)
     cert_path, key_path = tmp_path / "dsa.pem", tmp_path / "dsa.key"
@@ -162,3 +174,15 @@ def test_ca_store_keeps_its_contract_for_a_certificate_that_breaks_late(pki: Tes
     store = CAStore.load(pki.ca_dir, "if_present")
     with pytest.raises(UntrustedSignerError, match="cannot be used"):
         store.validate(leaf, [], dt.datetime.now(dt.UTC))
+
+
+def test_ca_directory_skips_a_certificate_with_an_invalid_version(pki: TestPKI, tmp_path: Path) -> None:
+    directory = tmp_path / "certificates"
+    directory.mkdir()
+    for path in pki.ca_dir.iterdir():
+        (directory / path.name).write_bytes(path.read_bytes())
+    tree = asn1tree.parse(pki.root.cert.public_bytes(serialization.Encoding.DER))
+    invalid_version(tree)
+    (directory / "0badc0de.0").write_bytes(asn1tree.encode(tree))
+    store = CAStore.load(directory, "if_present")
+    assert len(store.anchors) == 2  # root and grid; the broken copy is skipped with a warning
