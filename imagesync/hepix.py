@@ -24,6 +24,8 @@ _SHA512 = re.compile(r"[0-9A-Fa-f]{128}\Z")
 # Bounded so int() never meets Python's digit limit; 30 digits is far beyond any disk.
 _DIGITS = re.compile(r"[0-9]{1,30}\Z")
 _BAD_URI_CHARS = re.compile(r"[\x00-\x20\x7f]")
+# Only a \u escape can bring a surrogate into the parsed strings (the bytes themselves are strict UTF-8).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 Json = Mapping[str, object]
 
@@ -61,11 +63,23 @@ def _load(content: bytes) -> object:
     except UnicodeDecodeError as exc:
         raise _Failure("$", f"not UTF-8 (byte {exc.start})") from exc
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
+        document = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
         raise _Failure("$", f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from exc
     except ValueError as exc:
         raise _Failure("$", f"invalid JSON: {exc}") from exc
+    if _SURROGATE_ESCAPE.search(text):
+        _check_unicode(document)
+    return document
+
+
+def _check_unicode(document: object) -> None:
+    # json pairs escaped surrogates into one character but lets a lone one through: a str that no log line,
+    # SQLite row or Glance property can encode.
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Failure("$", "invalid JSON: \\u escape of a lone surrogate (not a Unicode character)") from exc
 
 
 def _field(obj: Json, path: str, key: str) -> object:

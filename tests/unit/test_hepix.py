@@ -243,10 +243,21 @@ def _error(content: bytes) -> str:
         (b"[" * 100_000 + b"]" * 100_000, "$: JSON nested too deeply"),
         (b'{"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "$: JSON nested too deeply"),
         (b'{"x": 1' + b"0" * 5000 + b"}", "$: invalid JSON: "),
+        # Found by tests/fuzz: a lone surrogate parses to a str that SQLite, logs and Glance cannot encode.
+        (b'{"hv:imagelist": {"dc:title": "\\ud800"}}', "$: invalid JSON: \\u escape of a lone surrogate"),
+        (b'{"\\uDFFF": 1}', "$: invalid JSON: \\u escape of a lone surrogate"),
+        (b'{"x": ["ok", "\\udbff\\u0041"]}', "$: invalid JSON: \\u escape of a lone surrogate"),
     ],
 )
 def test_document_errors(content: bytes, expected: str) -> None:
     assert _error(content).startswith(expected)
+
+
+def test_escaped_surrogate_pair_is_one_character() -> None:
+    document = copy.deepcopy(APPDB)
+    document["hv:imagelist"]["dc:title"] = "\U0001f600"
+    parsed = hepix.parse(json.dumps(document, ensure_ascii=True).encode(), source="x")
+    assert parsed.title == "\U0001f600"
 
 
 def _x509(**fields: Any) -> dict[str, Any]:
