@@ -23,6 +23,7 @@ _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BOOLEAN_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
 
 
 def parse_size(value: object) -> int:
@@ -166,6 +167,13 @@ class Section:
         value = self._take(key, required)
         if value is None and default is not None:
             return default
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare off/no/on/yes as a boolean: take it as the choice spelled that way (crl: off).
+            spelled = next((choice for choice in allowed if choice in _BOOLEAN_WORDS[value]), None)
+            if spelled is None:
+                self.fail(key, f"YAML reads it as {str(value).lower()}, which is none of the choices "
+                          f"(allowed: {', '.join(allowed)})")
+            return spelled
         if value not in allowed:
             self.fail(key, f"{value!r} is not allowed (allowed: {', '.join(allowed)})")
         return str(value)

@@ -90,3 +90,14 @@ def test_durations_beyond_timedelta_are_value_errors(text: str) -> None:
 
 def test_url_with_a_bad_port_is_redacted_not_raised() -> None:
     assert redact.url("https://TOKEN42@host:notaport/x") == "https://***@host:notaport/x"
+
+
+@pytest.mark.parametrize("written", ["off", "Off", "OFF", "'off'", "false", "no"])
+def test_crl_off_however_yaml_reads_it(tmp_path: Path, written: str) -> None:
+    assert load_text(tmp_path, f"trust:\n  crl: {written}\n").trust.crl == "off"
+
+
+@pytest.mark.parametrize("written", ["on", "yes", "true"])
+def test_crl_on_is_ambiguous_and_says_why(tmp_path: Path, written: str) -> None:
+    message = refused(tmp_path, f"trust:\n  crl: {written}\n")
+    assert "YAML reads it as true" in message and "allowed: off, if_present, require" in message
