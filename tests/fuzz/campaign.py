@@ -24,17 +24,23 @@ def seed() -> str:
     return os.environ.get("IMAGESYNC_FUZZ_SEED") or DEFAULT_SEED
 
 
+def replaying() -> bool:
+    """True when ``IMAGESYNC_FUZZ_CASE`` asks for one case: the campaign-wide sanity checks do not apply."""
+    return bool(os.environ.get("IMAGESYNC_FUZZ_CASE"))
+
+
 def scale() -> float:
     """``IMAGESYNC_FUZZ_SCALE`` (default 1): multiplies every campaign's number of cases."""
     return float(os.environ.get("IMAGESYNC_FUZZ_SCALE") or "1")
 
 
 def run(name: str, cases: int, generate: Callable[[random.Random], tuple[T, str]], check: Callable[[T], str], *,
-        save: Callable[[T, Path], None], out_dir: Path) -> Counter[str]:
+        save: Callable[[T, Path], None], out_dir: Path, context: str = "") -> Counter[str]:
     """Run ``cases`` x scale cases: ``generate`` an input, ``check`` it (returns an outcome label).
 
     Any exception from ``check`` (an escaped library error or a failed oracle assertion) is a finding: the input
-    is saved under ``out_dir`` and the test fails with the seed, the case number and the mutations applied.
+    is saved under ``out_dir`` and the test fails with the seed, the case number, the mutations applied and
+    ``context`` (what else a byte-exact replay needs, e.g. the session's CA directory).
     """
     only = os.environ.get("IMAGESYNC_FUZZ_CASE")
     indices = [int(only)] if only else range(max(1, round(cases * scale())))
@@ -55,7 +61,7 @@ def run(name: str, cases: int, generate: Callable[[random.Random], tuple[T, str]
     elapsed = time.perf_counter() - started
     print(f"fuzz {name}: {sum(outcomes.values())} cases in {elapsed:.1f}s, seed {seed()!r}: {dict(outcomes)}")
     replay = f"IMAGESYNC_FUZZ_SEED={seed()} IMAGESYNC_FUZZ_CASE=<case> pytest tests/fuzz"
-    assert not findings, f"fuzz {name} found problems (replay: {replay}):\n" + "\n".join(findings)
+    assert not findings, f"fuzz {name} found problems (replay: {replay}; {context}):\n" + "\n".join(findings)
     return outcomes
 
 

@@ -97,5 +97,7 @@ def save(case: tuple[bytes, bytes | None], path: Path) -> None:
 
 def test_fuzz_gpg_verify(material: Material, tmp_path: Path) -> None:
     outcomes = campaign.run("gpg", CASES, lambda rng: mutate(rng, material), lambda case: check(case, material),
-                            save=save, out_dir=tmp_path)
+                            save=save, out_dir=tmp_path, context=f"keyring {material.home}, pinned {material.pinned}")
+    if campaign.replaying():
+        return
     assert outcomes["accepted"] < sum(outcomes.values())

@@ -85,5 +85,7 @@ def _downstream(parsed: ImageList) -> None:
 
 def test_fuzz_hepix_parse(tmp_path: Path) -> None:
     outcomes = campaign.run("hepix", CASES, mutate, check, save=campaign.save_bytes, out_dir=tmp_path)
+    if campaign.replaying():
+        return
     assert outcomes["parsed"] > len(CORPUS)
     assert outcomes["ListFormatError"] > sum(outcomes.values()) // 4
