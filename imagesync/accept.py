@@ -90,14 +90,14 @@ def check_endorser(verified: VerifiedContent, configured: Endorser | None, image
         first = signers[0] if signers else None
         raise EndorserMismatchError(
             f"signed by {first.dn if first else 'nobody'} (CA {first.ca if first else '-'}) but the list names "
-            f"endorser {image_list.endorser_dn} (CA {image_list.endorser_ca})")
+            f"endorser {image_list.endorser_dn} (CA {image_list.endorser_ca})", signer=first)
     if configured is None:
         return own[0]
     chosen = next((s for s in own if _same(s, configured.dn, configured.ca)), None)
     if chosen is None:
         raise EndorserMismatchError(
             f"signed by {own[0].dn} (CA {own[0].ca}), not by the configured endorser {configured.dn} "
-            f"(CA {configured.ca})")
+            f"(CA {configured.ca})", signer=own[0])
     return chosen
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509 import verification as xv
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
@@ -32,6 +32,8 @@ _CRL_FILE = re.compile(r"^[0-9a-f]{8}\.r\d+$")
 # Signing is fine for mail, client (robot and host certificates) and code signing purposes.
 _SIGNING_EKUS = {ExtendedKeyUsageOID.EMAIL_PROTECTION, ExtendedKeyUsageOID.CLIENT_AUTH,
                  ExtendedKeyUsageOID.CODE_SIGNING, ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE}
+_CERTIFICATE_ERRORS = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+                       x509.UnsupportedGeneralNameType)
 _PROXY_OIDS = {"1.3.6.1.5.5.7.1.14", "1.3.6.1.4.1.3536.1.222"}
 _KNOWN_CRITICAL = {ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
                    ExtensionOID.CERTIFICATE_POLICIES, ExtensionOID.NAME_CONSTRAINTS, ExtensionOID.POLICY_CONSTRAINTS,
@@ -73,8 +75,17 @@ class CAStore:
                  now: datetime) -> list[x509.Certificate]:
         """Validate ``leaf`` for signing; return the chain leaf..anchor.
 
-        Raises UntrustedSignerError (no path, expired, unfit for signing) or RevokedError.
+        Raises UntrustedSignerError (no path, expired, unfit for signing, or a certificate cryptography cannot
+        parse or use) or RevokedError.
         """
+        try:
+            return self._validate(leaf, intermediates, now)
+        except _CERTIFICATE_ERRORS as exc:
+            # The certificates come from the message: cryptography parses their parts lazily, right here.
+            raise UntrustedSignerError(f"the signer's certificate cannot be used: {brief(exc, 160)}") from None
+
+    def _validate(self, leaf: x509.Certificate, intermediates: list[x509.Certificate],
+                  now: datetime) -> list[x509.Certificate]:
         check_signing_certificate(leaf, now)
         verifier = (xv.PolicyBuilder().store(xv.Store(self.anchors)).time(now)
                     .extension_policies(ca_policy=_ca_policy(), ee_policy=xv.ExtensionPolicy.permit_all())
@@ -203,7 +214,7 @@ def _read_certs(path: Path) -> list[x509.Certificate]:
         if b"-----BEGIN" in data:
             return x509.load_pem_x509_certificates(data)
         return [x509.load_der_x509_certificate(data)]
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, x509.InvalidVersion) as exc:
         log.warning("ca_dir: skipping unreadable certificate %s: %s", path, exc)
         return []
 

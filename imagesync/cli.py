@@ -63,7 +63,10 @@ def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, lo
 @click.pass_obj
 def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str | None, ca_dir: Path | None,
            crl: str | None, fingerprints: tuple[str, ...], fmt: str) -> None:
-    """Verify one list: SOURCE is a file, a URL or the name of a configured list."""
+    """Verify one list: SOURCE is a file, a URL or the name of a configured list.
+
+    Exit 0 (JSON verified: true) when it passed what its configuration asks for; signature: none lists
+    pass as ACCEPTED UNSIGNED (JSON unsigned: true)."""
     settings = obj.settings(required=False)
     item = _verify_item(settings, source, endorser_dn, endorser_ca, fingerprints)
     trust = settings.trust
@@ -76,10 +79,8 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
         fetcher.close()
     if fmt == "json":
         _print_json(_verify_json(outcome, item))
-    elif outcome.accepted is not None:
-        click.echo(f"VERIFIED  {one_line(redact.url(item.url))}\n{report.accepted_text(outcome.accepted)}")
     else:
-        click.echo(one_line(f"NOT VERIFIED  {outcome.error}"))
+        click.echo(_verify_text(outcome, item))
     sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
 
 
@@ -100,12 +101,23 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
                         gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
 
 
+def _verify_text(outcome: ListOutcome, item: ListSettings) -> str:
+    accepted = outcome.accepted
+    if accepted is None:
+        # The signature may have verified and a later check failed (endorser): say who signed.
+        signer = f"\n{report.signer_text(outcome.signer)}" if outcome.signer is not None else ""
+        return one_line(f"NOT VERIFIED  {outcome.error}") + signer
+    head = "ACCEPTED UNSIGNED" if accepted.unsigned else "VERIFIED"
+    return f"{head}  {one_line(redact.url(item.url))}\n{report.accepted_text(accepted)}"
+
+
 def _verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
     accepted = outcome.accepted
     fields = report.accepted_fields(accepted) if accepted is not None else None
+    signer = accepted.signer if accepted is not None else outcome.signer
     return {
-        "verified": accepted is not None, "source": redact.url(item.url), "error": outcome.error,
-        "signer": fields["signer"] if fields else None,
+        "verified": accepted is not None, "unsigned": item.signature == "none", "source": redact.url(item.url),
+        "error": outcome.error, "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
         "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
     }
 

@@ -15,10 +15,8 @@ from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-import yaml
-
 from imagesync import redact
-from imagesync.configread import Section, parse_duration
+from imagesync.configread import Section, parse_duration, read_yaml
 from imagesync.errors import ConfigError
 from imagesync.fetch import split_userinfo
 from imagesync.netguard import Network, parse_networks
@@ -117,16 +115,7 @@ def config_path(explicit: str | None) -> Path:
 
 def load(path: Path) -> Settings:
     """Read and validate ``path`` (and the image-lists file it names). Raises ConfigError."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("file not found", subject=str(path), hint="pass --config or set IMAGESYNC_CONFIG") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read: {exc}", subject=str(path)) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"invalid YAML{where}", subject=str(path)) from None
+    raw = read_yaml(path)
     return from_mapping(raw if raw is not None else {}, source=path)
 
 
@@ -250,7 +239,7 @@ def _target(sec: Section, base: Path) -> TargetSettings:
     driver = sec.choice("driver", DRIVERS, None, required=True)
     retire = _retire(sec.section("retire"))
     # Secret files named relative to the config file, like token_file (cron runs from another directory).
-    auth = {key: str(base / Path(value).expanduser()) if key.endswith("_file") else value
+    auth = {key: str(sec.resolve(f"auth.{key}", value, base)) if key.endswith("_file") else value
             for key, value in sec.string_map("auth").items()}
     result = TargetSettings(
         name=sec.name, driver=driver, tag=sec.string("tag") or "imagesync",
@@ -291,6 +280,8 @@ def _read_lists_file(path: Path, explicit: tuple[ListSettings, ...]) -> tuple[Li
         lines = path.read_text(encoding="utf-8").splitlines()
     except OSError as exc:
         raise ConfigError(f"cannot read image lists file: {exc.strerror}", subject=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"image lists file is not UTF-8 text (byte {exc.start})", subject=str(path)) from None
     known_urls = {item.url for item in explicit}
     names = {item.name for item in explicit}
     result: list[ListSettings] = []

@@ -5,6 +5,7 @@ Kept apart from config.py so the schema there reads as a table of keys and defau
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -12,14 +13,17 @@ from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
+import yaml
+
 from imagesync import redact
-from imagesync.errors import ConfigError
+from imagesync.errors import ConfigError, brief
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
 _SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BOOLEAN_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
 
 
 def parse_size(value: object) -> int:
@@ -32,7 +36,10 @@ def parse_size(value: object) -> int:
     if not match:
         raise ValueError(value)
     unit = (match.group(2) or "").lower().removesuffix("b")
-    return int(float(match.group(1)) * _UNITS[unit])
+    size = float(match.group(1)) * _UNITS[unit]
+    if not math.isfinite(size):
+        raise ValueError(value)
+    return int(size)
 
 
 def parse_duration(value: object) -> timedelta:
@@ -42,7 +49,45 @@ def parse_duration(value: object) -> timedelta:
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(value)
-    return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+    try:
+        return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
+    except OverflowError:
+        raise ValueError(value) from None
+
+
+def read_yaml(path: Path) -> object:
+    """The parsed YAML document in ``path`` (None when empty). Raises ConfigError naming ``path``."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("file not found", subject=str(path), hint="pass --config or set IMAGESYNC_CONFIG") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read: {exc}", subject=str(path)) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"invalid YAML{where}", subject=str(path)) from None
+    except (ValueError, RecursionError) as exc:
+        # PyYAML's constructors raise plain ValueErrors (a date like 2001-02-30); deep nesting exhausts the stack.
+        raise ConfigError(f"invalid YAML: {brief(exc, 80)}", subject=str(path)) from None
+    if not _plain_text(raw):
+        raise ConfigError("a string is not valid text (NUL or a lone surrogate escape)", subject=str(path))
+    return raw
+
+
+def _plain_text(node: object) -> bool:
+    # YAML escapes can make NULs and lone surrogates, which no path, URL, token or log line can carry.
+    if isinstance(node, str):
+        try:
+            node.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return "\x00" not in node
+    if isinstance(node, dict):
+        return all(_plain_text(key) and _plain_text(value) for key, value in node.items())
+    if isinstance(node, list):
+        return all(_plain_text(item) for item in node)
+    return True
 
 
 class Section:
@@ -122,6 +167,13 @@ class Section:
         value = self._take(key, required)
         if value is None and default is not None:
             return default
+        if isinstance(value, bool):
+            # YAML 1.1 reads a bare off/no/on/yes as a boolean: take it as the choice spelled that way (crl: off).
+            spelled = next((choice for choice in allowed if choice in _BOOLEAN_WORDS[value]), None)
+            if spelled is None:
+                self.fail(key, f"YAML reads it as {str(value).lower()}, which is none of the choices "
+                          f"(allowed: {', '.join(allowed)})")
+            return spelled
         if value not in allowed:
             self.fail(key, f"{value!r} is not allowed (allowed: {', '.join(allowed)})")
         return str(value)
@@ -171,14 +223,23 @@ class Section:
 
     def optional_path(self, key: str, base: Path) -> Path | None:
         value = self.string(key)
-        return (base / Path(value).expanduser()) if value else None
+        return self.resolve(key, value, base) if value else None
+
+    def resolve(self, key: str, value: str, base: Path) -> Path:
+        """``value`` (the setting ``key``) as a path: ``~`` expanded, relative to ``base``. Raises ConfigError."""
+        try:
+            return base / Path(value).expanduser()
+        except RuntimeError:  # what pathlib raises for ~user when there is no such user
+            self.fail(key, f"{value!r}: no such user, so no home directory")
 
     def secret_file(self, key: str, base: Path) -> str:
-        path = base / Path(self.string(key) or "").expanduser()
+        path = self.resolve(key, self.string(key) or "", base)
         try:
             secret = path.read_text(encoding="utf-8").strip()
         except OSError as exc:
             self.fail(key, f"cannot read {path}: {exc.strerror}")
+        except UnicodeDecodeError as exc:
+            self.fail(key, f"{path} is not UTF-8 text (byte {exc.start})")
         if not secret:
             self.fail(key, f"{path} is empty")
         return secret

@@ -1,6 +1,7 @@
 """Detect an image's format from its bytes and turn it into a format the target accepts (DESIGN §7).
 
-The list's ``hv:format`` is never trusted: qemu-img probes the bytes. Everything qemu-img reads comes from a
+The list's ``hv:format`` is never trusted: qemu-img probes the bytes, and a declaration the bytes contradict is
+refused, as are files that cannot be disks (see :mod:`imagesync.detect`). Everything qemu-img reads comes from a
 publisher, so images that make qemu open other host files (backing files, external data files, VMDK extents)
 are refused, qemu-img runs under resource limits, and OVA archives are unpacked by us, member by member,
 without ever writing a member name to the filesystem.
@@ -26,6 +27,7 @@ from typing import Any
 
 from imagesync import qemu
 from imagesync.atomic import fsync_dir
+from imagesync.detect import ISO, check_archive, check_disk, is_iso, no_disk, sniff
 from imagesync.ova import copy_bounded, extract_ova
 from imagesync.qemu import ConversionError, qemu_img_available
 
@@ -39,7 +41,6 @@ TARGET_FORMATS = ("raw", "qcow2", "vmdk", "vdi", "vhdx", "vpc")
 # Formats we let qemu-img read: the exotic probed drivers (dmg, cloop, bochs, parallels, ...) are attack surface
 # no image list needs.
 SOURCE_FORMATS = frozenset(TARGET_FORMATS)
-ISO = "iso"
 # Only single-file VMDK layouts: every other create-type is a descriptor naming extent files on the host.
 _VMDK_TYPES = frozenset({"monolithicSparse", "streamOptimized"})
 _GiB = 1024**3
@@ -111,46 +112,28 @@ def _info(path: Path, fmt: str | None, name: str) -> ImageInfo:
         raise ConversionError(f"refused: {problem}", subject=name, hint="the publisher must provide a standalone image")
     if fmt and data["format"] != fmt:
         raise ConversionError(f"expected a {fmt} image, qemu-img reads {data['format']}", subject=name)
-    found = ISO if data["format"] == "raw" and _is_iso(path) else data["format"]
+    found = ISO if data["format"] == "raw" and is_iso(path) else data["format"]
     return ImageInfo(found, int(data["virtual-size"]), int(data.get("actual-size") or 0))
 
 
 def inspect(path: Path, *, name: str) -> ImageInfo:
     """Probe ``path``'s format from its bytes (ISO 9660 reported as ``iso``).
 
-    Raises ConversionError if the file is empty or unreadable, or the image is refused (backing file, external
-    data, encryption, VMDK extents, an exotic format).
+    Raises ConversionError if the file is empty, unreadable or cannot be a disk (smaller than a sector, text
+    read as raw), or the image is refused (backing file, external data, encryption, VMDK extents, an exotic
+    format).
     """
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             raise ConversionError("the image file is empty", subject=name)
+        info = _info(path, None, name)
+        problem = no_disk(path, size, info.format)
     except OSError as exc:
         raise ConversionError(f"cannot read the image: {exc.strerror}", subject=name) from exc
-    return _info(path, None, name)
-
-
-def _head(path: Path, offset: int, size: int) -> bytes:
-    with path.open("rb") as f:
-        f.seek(offset)
-        return f.read(size)
-
-
-def _is_iso(path: Path) -> bool:
-    # qemu calls an ISO "raw"; the primary volume descriptor starts at sector 16 with "CD001".
-    return _head(path, 0x8001, 5) == b"CD001"
-
-
-_MAGIC: tuple[tuple[str, bytes, int], ...] = (
-    ("gzip", b"\x1f\x8b", 0), ("xz", b"\xfd7zXZ\x00", 0), ("bz2", b"1AY&SY", 4),
-    ("zstd", b"\x28\xb5\x2f\xfd", 0), ("tar", b"ustar", 257),
-)
-def _sniff(path: Path) -> str | None:
-    """Recognise a compressed file or a tar archive, which qemu would simply call raw."""
-    head = _head(path, 0, 512)
-    for kind, magic, offset in _MAGIC:
-        if head[offset : offset + len(magic)] == magic and (kind != "bz2" or head[:3] == b"BZh"):
-            return kind
-    return None
+    if problem:
+        raise ConversionError(f"refused: {problem}", subject=name, hint="the publisher must list a disk image")
+    return info
 
 
 def _open_compressed(path: Path, kind: str) -> io.BufferedIOBase:
@@ -174,19 +157,21 @@ def _decompress(path: Path, kind: str, work: Path, max_size: int, name: str) -> 
     return dest
 
 
-def _unwrap(path: Path, work: Path, max_size: int, name: str) -> Path:
-    """Return the disk image inside ``path``: decompressed and/or taken out of an OVA, or ``path`` itself."""
-    kind = _sniff(path)
+def _unwrap(path: Path, work: Path, max_size: int, name: str) -> tuple[Path, bool]:
+    """The disk image inside ``path`` (decompressed and/or taken out of an OVA, or ``path`` itself), and
+    whether it came out of an OVA."""
+    kind = sniff(path)
     if kind in ("gzip", "xz", "bz2", "zstd"):
         path = _decompress(path, kind, work, max_size, name)
-        kind = _sniff(path)
+        kind = sniff(path)
         if kind not in (None, "tar"):
             raise ConversionError(f"the decompressed image is {kind}-compressed again", subject=name)
-    if kind == "tar":
-        path = extract_ova(path, work, max_size, name)
-        if _sniff(path) is not None:
-            raise ConversionError("the disk inside the OVA is compressed or an archive", subject=name)
-    return path
+    if kind != "tar":
+        return path, False
+    path = extract_ova(path, work, max_size, name)
+    if sniff(path) is not None:
+        raise ConversionError("the disk inside the OVA is compressed or an archive", subject=name)
+    return path, True
 
 
 def _validate(sha512: str, accepted: Sequence[str], name: str) -> None:
@@ -241,9 +226,11 @@ def _convert(source: Path, info: ImageInfo, *, work: Path, accepted: Sequence[st
 
 
 def _prepare_in(path: Path, work: Path, out_dir: Path, sha512: str, accepted: Sequence[str], *,
-                max_size: int, name: str) -> Prepared:
-    source = _unwrap(path, work, max_size, name)
+                max_size: int, name: str, declared: str | None) -> Prepared:
+    source, archive = _unwrap(path, work, max_size, name)
+    check_archive(declared, archive=archive, name=name)
     info = inspect(source, name=name)
+    check_disk(declared, archive=archive, disk=info.format, name=name)
     if info.virtual_size > max_size:
         raise ConversionError(f"virtual size {info.virtual_size} exceeds the limit of {max_size} bytes", subject=name)
     if info.format in accepted:
@@ -254,10 +241,13 @@ def _prepare_in(path: Path, work: Path, out_dir: Path, sha512: str, accepted: Se
     return _publish(output, out_dir, sha512, _info(output, output.suffix[1:], name))
 
 
-def _usable_as_is(path: Path, accepted: Sequence[str], max_size: int, name: str) -> Prepared | None:
-    if not path.is_file() or _sniff(path) is not None:
+def _usable_as_is(path: Path, accepted: Sequence[str], max_size: int, name: str,
+                  declared: str | None) -> Prepared | None:
+    if not path.is_file() or sniff(path) is not None:
         return None  # gone (a cached conversion will do) or an archive / compressed file to unwrap first
+    check_archive(declared, archive=False, name=name)
     info = inspect(path, name=name)
+    check_disk(declared, archive=False, disk=info.format, name=name)
     if info.format not in accepted or info.virtual_size > max_size:
         return None
     return Prepared(path, info.format, info.virtual_size, converted=False)
@@ -280,16 +270,17 @@ def _remove_orphaned_work(out_dir: Path) -> None:
 
 
 def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path, name: str,
-            max_size: int = 200 * _GiB) -> Prepared:
+            max_size: int = 200 * _GiB, declared: str | None = None) -> Prepared:
     """Return ``path`` itself if its real format is in ``accepted``, else a cached converted copy.
 
+    ``declared`` is the list's hv:format: bytes it contradicts are refused (see :mod:`imagesync.detect`).
     OVA archives are unpacked safely and compressed (gzip, xz, bz2) images decompressed, within ``max_size``.
     Conversion targets ``accepted[0]`` (skipping ``iso``); its output is cached as
     ``cache_dir/converted/<sha512>.<format>`` and reused without reading ``path`` again.
     Raises ConversionError for any refused, unreadable or unconvertible image; leaves no temporary file behind.
     """
     _validate(sha512, accepted, name)
-    direct = _usable_as_is(path, accepted, max_size, name)
+    direct = _usable_as_is(path, accepted, max_size, name, declared)
     if direct is not None:
         # The verified download itself beats any cached conversion another target asked for.
         return direct
@@ -306,7 +297,7 @@ def prepare(path: Path, *, sha512: str, accepted: Sequence[str], cache_dir: Path
     except OSError as exc:
         raise ConversionError(f"cannot use the conversion cache: {exc}", subject=name) from exc
     try:
-        return _prepare_in(path, work, out_dir, sha512, accepted, max_size=max_size, name=name)
+        return _prepare_in(path, work, out_dir, sha512, accepted, max_size=max_size, name=name, declared=declared)
     except OSError as exc:
         raise ConversionError(f"conversion failed: {exc}", subject=name) from exc
     finally:

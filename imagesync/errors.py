@@ -6,7 +6,10 @@ on; ``hint`` says what to do about it.
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from imagesync.model import Signer
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -81,7 +84,15 @@ class WeakAlgorithmError(SignatureError):
 
 
 class EndorserMismatchError(SignatureError):
-    """The signer is trusted but is not the endorser the configuration or the list itself names."""
+    """The signer is trusted but is not the endorser the configuration or the list itself names.
+
+    ``signer`` is who did sign (the signature verified), so reports can show it next to the error.
+    """
+
+    def __init__(self, message: str, *, signer: Signer | None = None, subject: str | None = None,
+                 hint: str | None = None) -> None:
+        super().__init__(message, subject=subject, hint=hint)
+        self.signer = signer
 
 
 class ListFormatError(ImagesyncError):

@@ -110,7 +110,7 @@ class Executor:
         try:
             prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
                                        cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
-                                       max_size=self.max_size)
+                                       max_size=self.max_size, declared=image.format)
             record = self._advance(record, S.UPLOADING)
             upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
                             virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,

@@ -10,10 +10,10 @@ from datetime import datetime
 from imagesync import gpg, redact
 from imagesync.accept import AcceptedList, Expectation, Verifier, accept
 from imagesync.config import ListSettings, Settings
-from imagesync.errors import FetchError, ImagesyncError, ListExpiredError, StateError
+from imagesync.errors import EndorserMismatchError, FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.fetch import Fetcher, FetchPolicy
 from imagesync.hepix import check_freshness
-from imagesync.model import DesiredImage, ListDesire, ListState
+from imagesync.model import DesiredImage, ListDesire, ListState, Signer
 from imagesync.state import ListRecord, StateStore
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ class ListOutcome:
     error: str | None
     accepted: AcceptedList | None
     desire: ListDesire
+    # Who signed a list that failed after its signature verified (endorser mismatch, expiry), for reports.
+    signer: Signer | None = None
 
 
 def expectation(item: ListSettings) -> Expectation:
@@ -74,9 +76,9 @@ class ListStage:
             self._record_ok(item, raw, accepted)
         except ListExpiredError as exc:
             # Verified, endorsed and not a rollback, only past its expiry: on_expiry decides (plan.py).
-            return self._failed(item, exc, expired=accepted.image_list.expires)
+            return self._failed(item, exc, expired=accepted.image_list.expires, signer=accepted.signer)
         except ImagesyncError as exc:
-            return self._failed(item, exc)
+            return self._failed(item, exc, signer=exc.signer if isinstance(exc, EndorserMismatchError) else None)
         except Exception as exc:
             # A bug must not cost the other lists their run (DESIGN invariant 6); the traceback goes to -v.
             log.debug("list=%s unexpected error", item.name, exc_info=True)
@@ -120,7 +122,8 @@ class ListStage:
             raise FetchError("signature answered 304 Not Modified to an unconditional request", subject=item.name)
         return content
 
-    def _failed(self, item: ListSettings, exc: ImagesyncError, *, expired: datetime | None = None) -> ListOutcome:
+    def _failed(self, item: ListSettings, exc: ImagesyncError, *, expired: datetime | None = None,
+                signer: Signer | None = None) -> ListOutcome:
         message = redact.text(exc.about(item.name).one_line())
         log.info("list=%s result=failed error=%s", item.name, message)
         if self.store is not None and self.record:
@@ -130,7 +133,7 @@ class ListStage:
                 log.error("list=%s cannot record the failure in the state: %s", item.name, write.one_line())
         wish = ListDesire(name=item.name, status="failed", expired=expired is not None, expires=expired,
                           on_expiry=item.on_expiry)
-        return ListOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish)
+        return ListOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish, signer=signer)
 
     def _record_ok(self, item: ListSettings, raw: _Raw, accepted: AcceptedList) -> None:
         if self.store is None or not self.record:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import gnupg
 
-from imagesync.errors import BadSignatureError, ConfigError, MalformedSignatureError, UntrustedSignerError
+from imagesync.errors import BadSignatureError, ConfigError, MalformedSignatureError, UntrustedSignerError, brief
 from imagesync.model import Signer, VerifiedContent
 
 _CLEARSIGNED = b"-----BEGIN PGP SIGNED MESSAGE-----"
@@ -30,7 +30,12 @@ def verify(blob: bytes, *, home: Path, fingerprints: tuple[str, ...],
     if not home.is_dir():
         raise ConfigError(f"GPG home {home} does not exist", subject="trust.gpg_home",
                           hint="create it and import the publishers' keys")
-    engine = gnupg.GPG(gnupghome=str(home))
+    try:
+        engine = gnupg.GPG(gnupghome=str(home))
+    except (OSError, ValueError) as exc:
+        # python-gnupg runs gpg once to learn its version: a missing or failing gpg surfaces here.
+        raise ConfigError(f"cannot run gpg: {brief(exc)}", subject="trust.gpg_home",
+                          hint="install gnupg (Debian: gnupg)") from None
     if is_clearsigned(blob):
         result = engine.decrypt(blob)
         content = bytes(result.data)

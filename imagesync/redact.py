@@ -53,10 +53,8 @@ def url(value: str) -> str:
     except ValueError:
         return text(value)
     if parts.username is not None or parts.password is not None:
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        parts = parts._replace(netloc=f"{_MASK}@{host}")
+        # The netloc text after the userinfo, not hostname/port: .port raises on a port that is no number.
+        parts = parts._replace(netloc=f"{_MASK}@{parts.netloc.rpartition('@')[2]}")
     return text(urlunsplit(parts))
 
 

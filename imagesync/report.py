@@ -14,6 +14,7 @@ from imagesync import redact
 from imagesync.accept import AcceptedList
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
+from imagesync.model import Signer
 from imagesync.pipeline import SyncResult, summary
 from imagesync.state import StateStore
 from imagesync.textsafe import one_line
@@ -75,14 +76,22 @@ def accepted_text(accepted: AcceptedList) -> str:
 def _accepted_lines(accepted: AcceptedList) -> list[str]:
     fields = accepted_fields(accepted)
     signer = fields["signer"]
-    lines = [
+    return _fields_text([
         ("signer", signer["dn"] if signer else "UNSIGNED (signature: none)"),
         ("ca", signer["ca"] if signer else "-"),
         ("list", fields["identifier"]),
         ("created", fields["created"]),
         ("expires", fields["expires"]),
         ("images", str(fields["images"])),
-    ]
+    ])
+
+
+def signer_text(signer: Signer) -> str:
+    """The signer and CA lines of the text reports, for a list that failed after its signature verified."""
+    return _text(_fields_text([("signer", signer.dn), ("ca", signer.ca)]))
+
+
+def _fields_text(lines: list[tuple[str, str]]) -> list[str]:
     return [f"  {key + ':':<9}{value}" for key, value in lines]
 
 

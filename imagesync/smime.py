@@ -7,6 +7,9 @@ chain and CRLs. cryptography has no public PKCS#7 verify, hence the manual steps
 from __future__ import annotations
 
 import hashlib
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -15,7 +18,7 @@ from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa, x448, x25519
 
 from imagesync import dn
 from imagesync.castore import CAStore
@@ -33,8 +36,14 @@ _HASHES: dict[str, type[hashes.HashAlgorithm]] = {
     "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256, "sha384": hashes.SHA384,
     "sha512": hashes.SHA512, "sha3_256": hashes.SHA3_256, "sha3_384": hashes.SHA3_384, "sha3_512": hashes.SHA3_512,
 }
-# asn1crypto raises these on hostile input while navigating lazily parsed structures.
-_ASN1_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError)
+# asn1crypto and cryptography parse lazily, so these can come from any access to a hostile structure, long after
+# loading it; cryptography's x509 parse errors below are not ValueErrors.
+_LIBRARY_ERRORS = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
+                   x509.InvalidVersion, x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+_KEY_TYPES = (rsa.RSAPublicKey, ec.EllipticCurvePublicKey, ed25519.Ed25519PublicKey)
+_OTHER_KEYS = ((dsa.DSAPublicKey, "DSA"), (ed448.Ed448PublicKey, "Ed448"), (x25519.X25519PublicKey, "X25519"),
+               (x448.X448PublicKey, "X448"))
+_RUST_PARSE_ERROR = re.compile(r"ParseError \{ kind: (?P<kind>\w+).*?(?:location: \[(?P<where>[^\]]*)\])?")
 
 
 @dataclass(frozen=True)
@@ -46,31 +55,47 @@ class _Cert:
 def verify(blob: bytes, store: CAStore, *, now: datetime, allow_sha1: bool = False) -> VerifiedContent:
     """Verify an S/MIME, PEM or DER signed list against ``store``.
 
-    Raises MalformedSignatureError, BadSignatureError, UntrustedSignerError (RevokedError), WeakAlgorithmError.
+    Raises MalformedSignatureError, BadSignatureError, UntrustedSignerError (RevokedError), WeakAlgorithmError;
+    whatever the parsing libraries raise on hostile input becomes one of these.
     """
     envelope = unwrap(blob)
-    try:
+    with _hostile("the CMS signature"):
         signed, certs = _load(envelope.cms)
         candidates = _candidates(envelope.detached, _embedded(signed))
         infos = list(signed["signer_infos"])
-    except _ASN1_ERRORS as exc:
-        raise MalformedSignatureError(f"cannot parse the CMS signature: {brief(exc, 160)}") from None
     if not infos:
         raise MalformedSignatureError("the signature has no signer")
     content: bytes | None = None
     signers: list[Signer] = []
     for info in infos:
-        try:
+        with _hostile("the CMS signer info"):
             cert = _signer_cert(info, certs)
             verified = _check_signer(info, cert, candidates, allow_sha1)
-        except _ASN1_ERRORS as exc:
-            raise MalformedSignatureError(f"cannot parse the CMS signer info: {brief(exc, 160)}") from None
+            store.validate(cert.crypto, [c.crypto for c in certs if c is not cert], now)
         content = content if content is not None else verified
-        others = [c.crypto for c in certs if c is not cert]
-        store.validate(cert.crypto, others, now)
         signers.append(_signer(cert.crypto))
     assert content is not None  # infos is not empty
     return VerifiedContent(content=strip_text_header(content), kind="smime", signer=signers[0], signers=tuple(signers))
+
+
+@contextmanager
+def _hostile(what: str) -> Iterator[None]:
+    """The one boundary where library exceptions about attacker-controlled bytes become our errors."""
+    try:
+        yield
+    except UnsupportedAlgorithm as exc:
+        raise UntrustedSignerError(f"{what} uses an unsupported algorithm: {brief(exc, 160)}") from None
+    except _LIBRARY_ERRORS as exc:
+        raise MalformedSignatureError(f"cannot parse {what}: {_parse_error(exc)}") from None
+
+
+def _parse_error(exc: BaseException) -> str:
+    # cryptography's messages carry a Rust debug dump; its kind and location are what an operator can use.
+    match = _RUST_PARSE_ERROR.search(str(exc))
+    if match is None:
+        return brief(exc, 160)
+    where = (match.group("where") or "").replace('"', "")
+    return f"invalid ASN.1 ({match.group('kind')}{' in ' + where if where else ''})"
 
 
 def _load(der: bytes) -> tuple[cms.SignedData, list[_Cert]]:
@@ -80,15 +105,28 @@ def _load(der: bytes) -> tuple[cms.SignedData, list[_Cert]]:
     signed = info["content"]
     if signed["encap_content_info"]["content_type"].native != "data":
         raise MalformedSignatureError("the signed content is not plain data")
-    certs: list[_Cert] = []
-    for choice in signed["certificates"] or []:
-        if choice.name != "certificate":
-            continue
-        try:
-            certs.append(_Cert(asn1=choice.chosen, crypto=x509.load_der_x509_certificate(choice.chosen.dump())))
-        except ValueError as exc:
-            raise MalformedSignatureError(f"embedded certificate cannot be parsed: {brief(exc, 160)}") from None
-    return signed, certs
+    choices = [c for c in signed["certificates"] or [] if c.name == "certificate"]
+    return signed, [_certificate(choice.chosen, number) for number, choice in enumerate(choices, start=1)]
+
+
+def _certificate(asn1: asn1_x509.Certificate, number: int) -> _Cert:
+    """Load an embedded certificate and parse every part we will read, while we can still say which one broke.
+
+    cryptography parses names, extensions and keys only when they are first read, deep inside the chain checks.
+    Raises MalformedSignatureError, or UntrustedSignerError for a key type cryptography does not know.
+    """
+    label = f"number {number}"
+    try:
+        crypto = x509.load_der_x509_certificate(asn1.dump())
+        label = dn.render(crypto.subject)
+        dn.render(crypto.issuer)
+        _ = crypto.extensions, crypto.not_valid_before_utc, crypto.not_valid_after_utc, crypto.public_key()
+    except UnsupportedAlgorithm as exc:
+        raise UntrustedSignerError(f"embedded certificate {label} has an unsupported public key type "
+                                   f"({brief(exc, 100)})") from None
+    except _LIBRARY_ERRORS as exc:
+        raise MalformedSignatureError(f"embedded certificate {label} cannot be parsed: {_parse_error(exc)}") from None
+    return _Cert(asn1=asn1, crypto=crypto)
 
 
 def _embedded(signed: cms.SignedData) -> bytes | None:
@@ -134,6 +172,7 @@ def _signer_cert(info: cms.SignerInfo, certs: list[_Cert]) -> _Cert:
 
 
 def _check_signer(info: cms.SignerInfo, cert: _Cert, candidates: list[bytes], allow_sha1: bool) -> bytes:
+    _check_key_type(cert.crypto)
     digest_name = _hash_name(info["digest_algorithm"]["algorithm"].native, allow_sha1)
     attrs = info["signed_attrs"]
     if not attrs:
@@ -152,6 +191,14 @@ def _check_signer(info: cms.SignerInfo, cert: _Cert, candidates: list[bytes], al
     if not _signature_ok(info, cert.crypto, b"\x31" + attrs.dump()[1:], digest_name, allow_sha1):
         raise BadSignatureError("signature over the signed attributes is invalid")
     return content
+
+
+def _check_key_type(cert: x509.Certificate) -> None:
+    key = cert.public_key()
+    if not isinstance(key, _KEY_TYPES):
+        kind = next((label for cls, label in _OTHER_KEYS if isinstance(key, cls)), type(key).__name__)
+        raise UntrustedSignerError(f"signer certificate {dn.render(cert.subject)} has a key of type {kind}; "
+                                   "imagesync verifies RSA, RSA-PSS, ECDSA and Ed25519 signatures only")
 
 
 def _attribute(attrs: cms.CMSAttributes, name: str) -> bytes:

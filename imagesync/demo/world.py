@@ -39,6 +39,7 @@ class DemoImage:
     title: str
     data: bytes
     vo: str = VO
+    format: str = "RAW"  # hv:format; the bytes must be what it says
 
     @property
     def path(self) -> str:
@@ -51,7 +52,7 @@ class DemoImage:
             "dc:description": f"{self.title}, a tiny demo image", "ad:vo": self.vo,
             "hv:uri": f"{base_url}{self.path}",
             "sl:checksum:sha512": hashlib.sha512(self.data).hexdigest(), "hv:size": str(len(self.data)),
-            "hv:format": "RAW", "sl:arch": "x86_64", "sl:osname": "DemoOS", "sl:osversion": "1",
+            "hv:format": self.format, "sl:arch": "x86_64", "sl:osname": "DemoOS", "sl:osversion": "1",
             "hv:ram_minimum": "512", "hv:core_minimum": "1",
             "ad:mpuri": f"https://appdb.demo.invalid/store/vm/image/{self.identifier}:{self.version}/",
         }}
@@ -154,4 +155,4 @@ def as_qcow2(image: DemoImage, workdir: Path) -> DemoImage:
     raw.write_bytes(image.data)
     subprocess.run([qemu, "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(out)], check=True)
     return DemoImage(identifier=image.identifier, version=image.version, title=image.title, data=out.read_bytes(),
-                     vo=image.vo)
+                     vo=image.vo, format="QCOW2")

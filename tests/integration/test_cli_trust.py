@@ -67,7 +67,7 @@ def noop_config(world: DemoWorld) -> Path:
 
 
 def test_hostile_image_fields_forge_no_log_or_report_line(world: DemoWorld) -> None:
-    image = DemoImage(identifier=HOSTILE, version=f"1{HOSTILE}", title=f"T{HOSTILE}", data=b"x" * 4096)
+    image = DemoImage(identifier=HOSTILE, version=f"1{HOSTILE}", title=f"T{HOSTILE}", data=bytes(range(256)) * 16)
     world.publish([image])
     config = noop_config(world)
     result = run("sync", config=config)

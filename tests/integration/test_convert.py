@@ -39,10 +39,10 @@ def cache(tmp_path: Path) -> Path:
     return tmp_path / "cache"
 
 
-def _prepare(path: Path, accepted: Sequence[str], cache: Path, **kwargs: int) -> Prepared:
+def _prepare(path: Path, accepted: Sequence[str], cache: Path, max_size: int = 200 * 1024 * MiB) -> Prepared:
     # The hostile 300 GiB sparse OVA must never be read in full, so it gets a dummy digest.
     digest = sha512_of(path) if path.stat().st_size < 64 * MiB else "0" * 128
-    return prepare(path, sha512=digest, accepted=accepted, cache_dir=cache, name="img-1", **kwargs)
+    return prepare(path, sha512=digest, accepted=accepted, cache_dir=cache, name="img-1", max_size=max_size)
 
 
 def _leftovers(cache: Path) -> list[str]:
@@ -82,11 +82,12 @@ def test_raw_and_iso_detected(src: Path) -> None:
 
 
 def test_garbage_is_raw_as_qemu_says_but_empty_is_refused(src: Path) -> None:
-    # qemu-img reads any bytes it cannot recognise as a raw disk; we follow it (the target then boots garbage,
-    # but the bytes were signed and checksummed by the publisher).
+    # qemu-img reads any bytes it cannot recognise as a raw disk; we follow it for binary bytes (the target then
+    # boots garbage, but the bytes were signed and checksummed by the publisher). Text is refused: see
+    # test_convert_declared.py.
     src.mkdir()
     garbage = src / "garbage.qcow2"
-    garbage.write_bytes(b"not a disk image at all\n" * 100)
+    garbage.write_bytes(b"not a disk image at all\n\x00" * 100)
     assert inspect(garbage, name="g").format == "raw"
     empty = src / "empty.qcow2"
     empty.write_bytes(b"")

@@ -100,3 +100,11 @@ def test_garbage(keys: Keys, blob: bytes) -> None:
 def test_missing_home(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         gpg.verify(b"x", home=tmp_path / "nope", fingerprints=("AB",))
+
+
+def test_gpg_not_installed_is_a_config_error(keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    signed = _sign(keys, keys.pinned, detach=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # a PATH without gpg, as on a host that lacks gnupg
+    with pytest.raises(ConfigError, match="cannot run gpg"):
+        gpg.verify(signed, home=keys.trusted_home, fingerprints=(keys.pinned,))
+

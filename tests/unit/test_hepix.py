@@ -245,10 +245,21 @@ def _error(content: bytes) -> str:
         (b'{"x": {"y": ["ok", "\\ud800"]}}', '$["x"]["y"][1]: string holds a lone UTF-16 surrogate'),
         (b'{"\\udfff": 1}', "$: string holds a lone UTF-16 surrogate"),
         (b'{"x": "\\ud83d\\ude00 a pair is text"}', LIST + ": required field is missing"),
+        # Found by tests/fuzz: a lone surrogate parses to a str that SQLite, logs and Glance cannot encode.
+        (b'{"hv:imagelist": {"dc:title": "\\ud800"}}', '$["hv:imagelist"]["dc:title"]: string holds a lone UTF-16'),
+        (b'{"\\uDFFF": 1}', "$: string holds a lone UTF-16 surrogate"),
+        (b'{"x": ["ok", "\\udbff\\u0041"]}', '$["x"][1]: string holds a lone UTF-16 surrogate'),
     ],
 )
 def test_document_errors(content: bytes, expected: str) -> None:
     assert _error(content).startswith(expected)
+
+
+def test_escaped_surrogate_pair_is_one_character() -> None:
+    document = copy.deepcopy(APPDB)
+    document["hv:imagelist"]["dc:title"] = "\U0001f600"
+    parsed = hepix.parse(json.dumps(document, ensure_ascii=True).encode(), source="x")
+    assert parsed.title == "\U0001f600"
 
 
 def _x509(**fields: Any) -> dict[str, Any]:
