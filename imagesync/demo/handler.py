@@ -1,29 +1,35 @@
 """The request handler of the demo list server: content with ETag / Last-Modified / Range, tokens, faults.
 
-:class:`imagesync.demo.server.ListServer` holds the content, tokens and queued faults; this module only answers
-one request at a time from what it holds. The pure helpers (range, conditional GET, dates) are tested as tables.
+:class:`imagesync.demo.server.ListServer` holds the content (a :class:`_Resource` per path), tokens and queued
+faults; this module only answers one request at a time from what it holds. The pure helpers (range, conditional
+GET, dates) are tested as tables.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import socket
 import struct
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from email.utils import formatdate, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
 if TYPE_CHECKING:
-    from imagesync.demo.server import Fault, _HTTPServer, _Resource
+    from imagesync.demo.server import Fault, _HTTPServer
 
 log = logging.getLogger(__name__)
 
 _JUNK_CHUNK = 1024 * 1024  # what an oversize fault writes per call
+_CHUNK = 1024 * 1024  # what content is served in
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
@@ -72,6 +78,39 @@ def http_date(timestamp: float) -> str:
 def reset_connection(conn: socket.socket) -> None:
     """Make the kernel send RST instead of FIN when ``conn`` closes."""
     conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+@dataclass(frozen=True)
+class _Resource:
+    data: bytes | None = None
+    file: Path | None = None
+    put_at: float = field(default_factory=time.time)
+
+    def describe(self) -> tuple[int, str, float]:
+        """Size, strong ETag and modification time, read at request time so a changed file is noticed."""
+        if self.data is not None:
+            return len(self.data), f'"{hashlib.sha256(self.data).hexdigest()[:32]}"', self.put_at
+        assert self.file is not None
+        st = self.file.stat()
+        key = f"{self.file}:{st.st_size}:{st.st_mtime_ns}".encode()
+        return st.st_size, f'"{hashlib.sha256(key).hexdigest()[:32]}"', st.st_mtime
+
+    def chunks(self, start: int, end: int) -> Iterator[bytes]:
+        """Bytes ``start`` .. ``end`` inclusive, at most one chunk in memory."""
+        if self.data is not None:
+            for offset in range(start, end + 1, _CHUNK):
+                yield self.data[offset : min(offset + _CHUNK, end + 1)]
+            return
+        assert self.file is not None
+        with self.file.open("rb") as handle:
+            handle.seek(start)
+            remaining = end + 1 - start
+            while remaining > 0:
+                block = handle.read(min(_CHUNK, remaining))
+                if not block:
+                    return
+                remaining -= len(block)
+                yield block
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -145,6 +184,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._announce(size)
             self.server.owner.stopping.wait(fault.seconds)
             self._stream(resource, size)
+        elif fault.kind == "hang":
+            self.server.owner.stopping.wait(fault.seconds)
+            raise _Abort
         elif fault.kind == "truncate":
             self._announce(size)
             self._stream(resource, min(fault.n_bytes, size))

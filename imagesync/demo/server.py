@@ -2,25 +2,23 @@
 
 Used by ``imagesync demo`` and by the tests: content is put in memory (or streamed from a file for multi-GB
 images), answered with ETag / Last-Modified / Range support, optionally behind a token, and faults queued per
-path make the next request fail in a chosen way (status, reset, stall, truncation, oversize). How one request is
-answered is in :mod:`imagesync.demo.handler`.
+path make the next request fail in a chosen way (status, reset, stall, hang, truncation, oversize); a server can
+also be made to present another TLS certificate. How one request is answered is in :mod:`imagesync.demo.handler`.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import hmac
 import logging
 import socket
 import ssl
 import tempfile
 import threading
-import time
 from collections import deque
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
@@ -29,11 +27,9 @@ from urllib.parse import urlsplit
 
 from requests.structures import CaseInsensitiveDict
 
-from imagesync.demo.handler import _Abort, _Handler
+from imagesync.demo.handler import _Abort, _Handler, _Resource
 
 log = logging.getLogger(__name__)
-
-_CHUNK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,6 +60,11 @@ class Fault:
         return cls("stall", seconds=seconds)
 
     @classmethod
+    def hang(cls, seconds: float) -> Fault:
+        """Send nothing at all, not even a status line, for ``seconds``; then close the connection."""
+        return cls("hang", seconds=seconds)
+
+    @classmethod
     def truncate(cls, n_bytes: int) -> Fault:
         """Advertise the full Content-Length, send ``n_bytes`` of the body, close."""
         return cls("truncate", n_bytes=n_bytes)
@@ -72,39 +73,6 @@ class Fault:
     def oversize(cls, n_bytes: int, *, declare_length: bool = True) -> Fault:
         """Serve ``n_bytes`` of junk; without ``declare_length`` the body is delimited by closing the connection."""
         return cls("oversize", n_bytes=n_bytes, declare_length=declare_length)
-
-
-@dataclass(frozen=True)
-class _Resource:
-    data: bytes | None = None
-    file: Path | None = None
-    put_at: float = field(default_factory=time.time)
-
-    def describe(self) -> tuple[int, str, float]:
-        """Size, strong ETag and modification time, read at request time so a changed file is noticed."""
-        if self.data is not None:
-            return len(self.data), f'"{hashlib.sha256(self.data).hexdigest()[:32]}"', self.put_at
-        assert self.file is not None
-        st = self.file.stat()
-        key = f"{self.file}:{st.st_size}:{st.st_mtime_ns}".encode()
-        return st.st_size, f'"{hashlib.sha256(key).hexdigest()[:32]}"', st.st_mtime
-
-    def chunks(self, start: int, end: int) -> Iterator[bytes]:
-        """Bytes ``start`` .. ``end`` inclusive, at most one chunk in memory."""
-        if self.data is not None:
-            for offset in range(start, end + 1, _CHUNK):
-                yield self.data[offset : min(offset + _CHUNK, end + 1)]
-            return
-        assert self.file is not None
-        with self.file.open("rb") as handle:
-            handle.seek(start)
-            remaining = end + 1 - start
-            while remaining > 0:
-                block = handle.read(min(_CHUNK, remaining))
-                if not block:
-                    return
-                remaining -= len(block)
-                yield block
 
 
 class ListServer:
@@ -191,6 +159,15 @@ class ListServer:
         """Stop serving ``path`` (404 from now on)."""
         with self._lock:
             self._resources.pop(_norm(path), None)
+
+    def present(self, cert_pem: bytes, key_pem: bytes) -> None:
+        """Show this certificate to every new TLS connection from now on (an untrusted or wrong-host one is a fault
+        no single request can inject). Raises ValueError for a server without TLS."""
+        if self._tls is None:
+            raise ValueError("ListServer: present() needs a TLS server")
+        self._tls = _server_context(cert_pem, key_pem)
+        if self._httpd is not None:
+            self._httpd.context = self._tls
 
     def require_token(self, path_prefix: str, token: str) -> None:
         """Answer 401 under ``path_prefix`` unless Basic credentials are ``token:x-oauth-basic``."""
