@@ -1,8 +1,9 @@
 """A streaming reverse proxy on 127.0.0.1 in front of a real Glance, able to answer chosen requests with an error.
 
-The point is to make a real Glance misbehave on cue (a 503 on an upload, a 401 as if the token had expired)
-without mocking glanceclient. Request bodies, whether sent with Content-Length or ``Transfer-Encoding: chunked``
-(glanceclient streams uploads chunked), are forwarded piece by piece, so a big upload is never held in memory.
+The point is to make a real Glance misbehave on cue (a 503 on an upload, a 401 as if the token had expired, an
+answer that never comes) without mocking glanceclient. Request bodies, whether sent with Content-Length or
+``Transfer-Encoding: chunked`` (glanceclient streams uploads chunked), are forwarded piece by piece, so a big upload
+is never held in memory.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import http.client
 import json
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,6 +42,8 @@ class _Fault:
     status: int
     times: int
     headers: Mapping[str, str]
+    stall: float = 0.0  # > 0: say nothing for this long, then drop the connection (status is not sent)
+    before: Callable[[], None] | None = None
 
 
 class GlanceProxy:
@@ -55,6 +58,7 @@ class GlanceProxy:
         self.requests: list[Seen] = []
         self._faults: list[_Fault] = []
         self._lock = threading.Lock()
+        self.closing = threading.Event()  # wakes stalled requests when the proxy closes
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}{parts.path.rstrip('/')}"
@@ -62,10 +66,18 @@ class GlanceProxy:
         self._thread.start()
 
     def fail_next(self, method: str, path_regex: str, status: int, times: int = 1,
-                  headers: Mapping[str, str] | None = None) -> None:
+                  headers: Mapping[str, str] | None = None, before: Callable[[], None] | None = None) -> None:
         """Answer the next ``times`` requests of ``method`` whose path+query matches ``path_regex`` (re.search)
-        with ``status`` (and ``headers``) instead of forwarding them; their bodies are read and discarded."""
-        fault = _Fault(method.upper(), re.compile(path_regex), status, times, dict(headers or {}))
+        with ``status`` (and ``headers``) instead of forwarding them; their bodies are read and discarded.
+        ``before`` runs first, in the handler thread (e.g. to make Keystone refuse the user from now on)."""
+        self._add(_Fault(method.upper(), re.compile(path_regex), status, times, dict(headers or {}), before=before))
+
+    def stall_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
+        """Read the next ``times`` matching requests, answer nothing for ``seconds``, then drop the connection:
+        Glance never sees them. Recorded with status 0."""
+        self._add(_Fault(method.upper(), re.compile(path_regex), 0, times, {}, stall=seconds))
+
+    def _add(self, fault: _Fault) -> None:
         with self._lock:
             self._faults.append(fault)
 
@@ -76,6 +88,7 @@ class GlanceProxy:
             return [s.status for s in self.requests if s.method == method.upper() and pattern.search(s.path)]
 
     def close(self) -> None:
+        self.closing.set()
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(timeout=10)
@@ -142,7 +155,13 @@ class _ProxyHandler(BaseHTTPRequestHandler):
     do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_request
 
     def _answer_fault(self, fault: _Fault) -> None:
+        if fault.before is not None:
+            fault.before()
         self.owner._record(self.command, self.path, fault.status)
+        if fault.stall:
+            self.owner.closing.wait(fault.stall)
+            self.close_connection = True
+            return
         self._send_simple(fault.status, _error_doc(fault.status, "injected by GlanceProxy"), fault.headers)
 
     def _send_simple(self, status: int, doc: object, headers: Mapping[str, str]) -> None:
