@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from imagesync.fetch import FetchPolicy
 
 _RETRY_AFTER_CAP = 300.0
+# OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH, _IP_ADDRESS_MISMATCH: the chain is trusted, the name is not.
+_NAME_MISMATCH = frozenset({62, 63, 64})
 
 
 class AttemptFailed(Exception):
@@ -80,9 +82,7 @@ def request_failure(exc: requests.RequestException, url: str, policy: FetchPolic
     where = f"cannot fetch {redact.url(url)}"
     verify = _find(exc, ssl.SSLCertVerificationError)
     if verify is not None:
-        detail = redact.text(str(verify.verify_message or verify.reason or ""))
-        return AttemptFailed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
-                       f"is the server's CA in {policy.ca_dir or 'the CA directory'}?")
+        return _untrusted(verify, where, host, policy)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return AttemptFailed(f"{where}: connect to {host} timed out after {policy.connect_timeout:g}s",
                        "check the network and firewall", retry=True)
@@ -94,6 +94,16 @@ def request_failure(exc: requests.RequestException, url: str, policy: FetchPolic
     if isinstance(exc, requests.exceptions.ConnectionError):
         return _connection_failure(exc, where, host, parts.port)
     return AttemptFailed(f"{where}: {type(exc).__name__}", "check the URL")
+
+
+def _untrusted(verify: ssl.SSLCertVerificationError, where: str, host: str, policy: FetchPolicy) -> AttemptFailed:
+    detail = redact.text(str(verify.verify_message or verify.reason or "")).rstrip(".")
+    if verify.verify_code in _NAME_MISMATCH:
+        # Pointing at ca_dir here would send the operator after a CA that is in fact trusted.
+        return AttemptFailed(f"{where}: TLS certificate of {host} is for another host ({detail})",
+                             "check the host name in the URL against the server's certificate")
+    return AttemptFailed(f"{where}: TLS certificate of {host} not trusted (system store + ca_dir): {detail}",
+                         f"is the server's CA in {policy.ca_dir or 'the CA directory'}?")
 
 
 def _connection_failure(exc: BaseException, where: str, host: str, port: int | None) -> AttemptFailed:
