@@ -25,6 +25,7 @@ from imagesync.demo.server import ListServer
 from imagesync.demo.world import DemoImage, DemoWorld, build
 from imagesync.download import Downloaded, Downloader, DownloadError, DownloadPolicy, DownloadRequest
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
+from tests.support.tmpfs import tmpfs
 
 MiB = 1024 * 1024
 IMAGE = 5 * MiB
@@ -33,23 +34,10 @@ POLICY = DownloadPolicy(concurrency=2, retries=1, timeout=5.0, connect_timeout=5
                         chunk_size=256 * 1024, allowed_networks=netguard.parse_networks(["127.0.0.0/8"]))
 
 
-def mount_tmpfs(where: Path, size: str) -> Path:
-    """A real small file system at ``where`` (skips the test where mounting is not permitted)."""
-    where.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
-    return where
-
-
 @pytest.fixture
 def small_cache(tmp_path: Path) -> Iterator[Path]:
-    mount = mount_tmpfs(tmp_path / "cache", "8m")
-    try:
+    with tmpfs(tmp_path / "cache", "8m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 @pytest.fixture(scope="module")

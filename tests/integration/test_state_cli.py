@@ -20,18 +20,11 @@ import pytest
 from imagesync.demo.world import DemoWorld, build, demo_images
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK
 from imagesync.state import StateStore
+from tests.support.statedb import held
 
 REPO = Path(__file__).resolve().parents[2]
 # Short enough to keep the suite fast, long enough to tell "waited" from "failed at once".
 BUSY = "0.5"
-# Holds an exclusive transaction on the file given as argv[1] until its stdin is closed.
-HOLDER = """
-import sqlite3, sys
-conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN EXCLUSIVE")
-print("locked", flush=True)
-sys.stdin.read()
-"""
 
 
 @pytest.fixture
@@ -68,16 +61,8 @@ def error_line(result: subprocess.CompletedProcess[str]) -> str:
 @pytest.fixture
 def holder(world: DemoWorld) -> Iterator[Path]:
     """state.db with another process holding an exclusive transaction on it."""
-    path = state_db(world)
-    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(path)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None and proc.stdout.readline() == "locked\n"
-    try:
+    with held(state_db(world)) as path:
         yield path
-    finally:
-        assert proc.stdin is not None
-        proc.stdin.close()
-        proc.wait(timeout=10)
 
 
 def test_locked_state_is_exit_75_after_a_logged_wait_and_never_suggests_moving_it(
