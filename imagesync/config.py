@@ -91,6 +91,10 @@ class TargetSettings:
     interface: str | None = None
     endpoint: str | None = None
     auth: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # Seconds any one Keystone or Glance call may wait for the server (as glanceclient's own CLI default): a
+    # stalled cloud fails its actions instead of hanging the run. Also bounds the wait for Glance's answer
+    # after an upload's last byte, so keep it generous.
+    timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -249,6 +253,7 @@ def _target(sec: Section, base: Path) -> TargetSettings:
         retire=retire, path=sec.optional_path("path", base), projects_file=sec.optional_path("projects_file", base),
         cloud=sec.string("cloud"), region=sec.string("region"), interface=sec.string("interface"),
         endpoint=sec.string("endpoint"), auth=auth,
+        timeout=float(sec.integer("timeout", int(TargetSettings.timeout), minimum=1)),
     )
     if driver == "directory" and result.path is None:
         sec.fail("path", "required for the directory driver")

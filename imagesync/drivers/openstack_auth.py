@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ class AuthSpec:
     region: str | None
     interface: str
     verify: bool | str
+    timeout: float | None = None  # seconds per call; None waits forever, so spec_for always sets it
 
     def session(self, *, project_id: str | None = None) -> ks_session.Session:
         """A session with this identity, optionally re-scoped to ``project_id``. Raises ConfigError."""
@@ -41,11 +42,16 @@ class AuthSpec:
         except ks_exc.MissingRequiredOptions as exc:
             names = ", ".join(o.dest for o in exc.options)
             raise ConfigError(f"auth ({self.auth_type}) lacks {names}") from None
-        return ks_session.Session(auth=plugin, verify=self.verify, user_agent="imagesync")
+        return ks_session.Session(auth=plugin, verify=self.verify, user_agent="imagesync", timeout=self.timeout)
 
 
 def spec_for(target: TargetSettings) -> AuthSpec:
-    """The identity a target uses: inline auth, a clouds.yaml entry, or the OS_* environment. Raises ConfigError."""
+    """The identity a target uses (inline auth, a clouds.yaml entry, or the OS_* environment) and its timeout.
+    Raises ConfigError."""
+    return replace(_identity(target), timeout=target.timeout)
+
+
+def _identity(target: TargetSettings) -> AuthSpec:
     where = f"targets.{target.name}"
     if target.auth:
         raw = dict(target.auth)

@@ -65,6 +65,12 @@ def test_full_example(tmp_path: Path) -> None:
     assert cloud.auth["password_file"] == str(tmp_path / "secrets/pw")
 
 
+def test_target_timeout_bounds_every_cloud_call(tmp_path: Path) -> None:
+    settings = config.load(write(tmp_path, {"targets": {"slow": {"driver": "noop", "timeout": 1200},
+                                                        "plain": {"driver": "noop"}}}))
+    assert [t.timeout for t in settings.targets] == [1200, 600]
+
+
 @pytest.mark.parametrize(("data", "expected"), [
     ({"bogus": 1}, "bogus: unknown key"),
     ({"trust": {"crl": "sometimes"}}, "trust.crl: 'sometimes' is not allowed (allowed: off, if_present, require)"),
@@ -96,6 +102,7 @@ def test_full_example(tmp_path: Path) -> None:
      "targets.t.retire.mode: 'burn' is not allowed"),
     ({"targets": {"t": {"driver": "noop", "retire": {"delete_after": "soon"}}}}, "is not a duration"),
     ({"targets": {"t": {"driver": "noop", "visibility": "everyone"}}}, "targets.t.visibility: 'everyone'"),
+    ({"targets": {"t": {"driver": "noop", "timeout": 0}}}, "targets.t.timeout: 0 is out of range"),
 ])
 def test_errors_name_file_key_and_allowed(tmp_path: Path, data: dict[str, object], expected: str) -> None:
     path = write(tmp_path, data)
