@@ -10,23 +10,19 @@ deployments already do).
 from __future__ import annotations
 
 import logging
-import re
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import IO, Any
 
 import glanceclient
-from glanceclient import exc as glance_exc
-from keystoneauth1 import exceptions as ks_exc
 
 from imagesync import properties, redact
 from imagesync.config import TargetSettings
 from imagesync.drivers.base import Capabilities, TargetError, Upload
+from imagesync.drivers.glance_errors import TargetCallError, calls
 from imagesync.drivers.glance_share import Sharing
 from imagesync.drivers.openstack_auth import AuthSpec, spec_for
-from imagesync.errors import ImagesyncError, brief
 from imagesync.model import DesiredImage, Held, RetireMode
 
 log = logging.getLogger(__name__)
@@ -224,24 +220,8 @@ class GlanceDriver:
             log.warning("target=%s could not delete half-created image %s: %s", self.name, image_id,
                         redact.text(str(exc)))
 
-    @contextmanager
-    def _calls(self, what: str) -> Iterator[None]:
-        try:
-            yield
-        except ImagesyncError:
-            raise
-        except glance_exc.HTTPException as exc:
-            code = _http_status(exc)
-            raise _target_error(self.name, what, f"Glance answered HTTP {code}: {brief(exc)}", code) from None
-        except ks_exc.Unauthorized:
-            raise _target_error(self.name, what, "Keystone refused the credentials (HTTP 401)", 401) from None
-        except ks_exc.ConnectFailure as exc:
-            raise _target_error(self.name, what, f"cannot connect: {brief(exc)}", 0, retry=True) from None
-        except ks_exc.HttpError as exc:
-            code = int(exc.http_status or 0)
-            raise _target_error(self.name, what, f"HTTP {code}: {brief(exc)}", code) from None
-        except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
-            raise _target_error(self.name, what, brief(exc), 0, retry=True) from None
+    def _calls(self, what: str) -> AbstractContextManager[None]:
+        return calls(self.name, what)
 
 
 @dataclass(frozen=True)
@@ -260,20 +240,6 @@ def _foreign(image: Any, source: str) -> Foreign:
     return Foreign(str(image["id"]), image.get("APPLIANCE_ID"), image.get("APPLIANCE_VERSION"), own_hash)
 
 
-class TargetCallError(TargetError):
-    def __init__(self, message: str, *, subject: str, status: int, retryable: bool, hint: str | None) -> None:
-        super().__init__(message, subject=subject, hint=hint)
-        self.status = status
-        self.retryable = retryable
-
-
-def _target_error(target: str, what: str, detail: str, status: int, *, retry: bool = False) -> TargetCallError:
-    hint = {401: "check the target's credentials", 403: "the imagesync user lacks the permission (policy/role)",
-            415: "Glance's format check refused the data"}.get(status)
-    return TargetCallError(redact.text(f"{what}: {detail}"), subject=f"target {target}", status=status,
-                           retryable=retry or status >= 500, hint=hint)
-
-
 class _UploadReads:
     """Hands glanceclient 64 KiB per read instead of its 1 MiB: measured behind gunicorn, big chunks of a chunked
     upload cost the server more copying than they save (bench/glance.py --read-size compares)."""
@@ -283,16 +249,6 @@ class _UploadReads:
 
     def read(self, _size: int = -1) -> bytes:
         return self._handle.read(_READ_SIZE)
-
-
-def _http_status(exc: Any) -> int:
-    # glanceclient has classes for some statuses only; others (Glance 33's 415 format check) arrive as a bare
-    # HTTPException whose code is "N/A" and whose details start with the status line.
-    code = getattr(exc, "code", None)
-    if isinstance(code, int):
-        return code
-    found = re.match(r"\s*(\d{3})\b", str(getattr(exc, "details", "") or ""))
-    return int(found.group(1)) if found else 0
 
 
 def _glance_format(disk_format: str) -> str:

@@ -1,0 +1,63 @@
+"""How a failed Glance or Keystone call is told: one line naming the target, the call and the cause, with a hint,
+and whether trying again may help."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from glanceclient import exc as glance_exc
+from keystoneauth1 import exceptions as ks_exc
+
+from imagesync import redact
+from imagesync.drivers.base import TargetError
+from imagesync.errors import ImagesyncError, brief
+
+
+@contextmanager
+def calls(target: str, what: str) -> Iterator[None]:
+    """Turn the client libraries' exceptions inside the block into TargetCallError about ``what`` on ``target``."""
+    try:
+        yield
+    except ImagesyncError:
+        raise
+    except glance_exc.HTTPException as exc:
+        code = _http_status(exc)
+        raise _target_error(target, what, f"Glance answered HTTP {code}: {brief(exc)}", code) from None
+    except ks_exc.Unauthorized:
+        raise _target_error(target, what, "Keystone refused the credentials (HTTP 401)", 401) from None
+    except ks_exc.ConnectFailure as exc:
+        raise _target_error(target, what, f"cannot connect: {brief(exc)}", 0, retry=True) from None
+    except ks_exc.HttpError as exc:
+        code = int(exc.http_status or 0)
+        raise _target_error(target, what, f"HTTP {code}: {brief(exc)}", code) from None
+    except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
+        raise _target_error(target, what, brief(exc), 0, retry=True) from None
+
+
+class TargetCallError(TargetError):
+    """A Glance or Keystone call that failed; ``status`` is the HTTP status (0 without an answer)."""
+
+    def __init__(self, message: str, *, subject: str, status: int, retryable: bool, hint: str | None) -> None:
+        super().__init__(message, subject=subject, hint=hint)
+        self.status = status
+        self.retryable = retryable
+
+
+def _target_error(target: str, what: str, detail: str, status: int, *, retry: bool = False) -> TargetCallError:
+    hint = {401: "check the target's credentials", 403: "the imagesync user lacks the permission (policy/role)",
+            415: "Glance's format check refused the data"}.get(status)
+    return TargetCallError(redact.text(f"{what}: {detail}"), subject=f"target {target}", status=status,
+                           retryable=retry or status >= 500, hint=hint)
+
+
+def _http_status(exc: Any) -> int:
+    # glanceclient has classes for some statuses only; others (Glance 33's 415 format check) arrive as a bare
+    # HTTPException whose code is "N/A" and whose details start with the status line.
+    code = getattr(exc, "code", None)
+    if isinstance(code, int):
+        return code
+    found = re.match(r"\s*(\d{3})\b", str(getattr(exc, "details", "") or ""))
+    return int(found.group(1)) if found else 0
