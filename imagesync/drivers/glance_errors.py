@@ -17,8 +17,9 @@ from imagesync.errors import ImagesyncError, brief
 
 
 @contextmanager
-def calls(target: str, what: str) -> Iterator[None]:
-    """Turn the client libraries' exceptions inside the block into TargetCallError about ``what`` on ``target``."""
+def calls(target: str, what: str, timeout: float) -> Iterator[None]:
+    """Turn the client libraries' exceptions inside the block into TargetCallError about ``what`` on ``target``,
+    whose calls wait ``timeout`` seconds at most."""
     try:
         yield
     except ImagesyncError:
@@ -34,7 +35,15 @@ def calls(target: str, what: str) -> Iterator[None]:
         code = int(exc.http_status or 0)
         raise _target_error(target, what, f"HTTP {code}: {brief(exc)}", code) from None
     except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
-        raise _target_error(target, what, brief(exc), 0, retry=True) from None
+        raise _target_error(target, what, _cause(exc, timeout), 0, retry=True) from None
+
+
+def _cause(exc: BaseException, timeout: float) -> str:
+    # glanceclient rewraps keystoneauth's timeout as "Error communicating with <URL> Request to <URL> timed out":
+    # cut to one line's length, that says everything but what happened.
+    if isinstance(exc, ks_exc.ConnectTimeout) or isinstance(exc.__context__, ks_exc.ConnectTimeout):
+        return f"no answer within {timeout:g}s (timed out)"
+    return brief(exc)
 
 
 class TargetCallError(TargetError):
