@@ -77,6 +77,11 @@ class GlanceProxy:
         Glance never sees them. Recorded with status 0."""
         self._add(_Fault(method.upper(), re.compile(path_regex), 0, times, {}, stall=seconds))
 
+    def clear(self) -> None:
+        """Forget every fault not yet used up."""
+        with self._lock:
+            self._faults.clear()
+
     def _add(self, fault: _Fault) -> None:
         with self._lock:
             self._faults.append(fault)

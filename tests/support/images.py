@@ -261,3 +261,18 @@ def encrypted_qcow2(directory: Path) -> Path:
     out = directory / "encrypted.qcow2"
     out.write_bytes(_encrypted_qcow2_bytes())
     return out
+
+
+def qcow2_with_unaligned_cluster(qcow2: bytes) -> bytes:
+    """``qcow2`` with its first data cluster pointer off a cluster boundary: ``qemu-img info`` still reads the image,
+    every read of the guest data (a conversion) fails with an I/O error. Raises ValueError if the first guest cluster
+    is not allocated."""
+    corrupt = bytearray(qcow2)
+    l1_offset = int.from_bytes(corrupt[40:48], "big")
+    l2_offset = int.from_bytes(corrupt[l1_offset : l1_offset + 8], "big") & 0x00FFFFFFFFFFFE00
+    entry = int.from_bytes(corrupt[l2_offset : l2_offset + 8], "big")
+    if not l2_offset or not entry:
+        raise ValueError("the first guest cluster of this qcow2 is not allocated")
+    flags = entry & 0xFF00000000000000  # keep the "copied" flag, move the offset off its alignment
+    corrupt[l2_offset : l2_offset + 8] = (flags | 0x12345).to_bytes(8, "big")
+    return bytes(corrupt)
