@@ -63,10 +63,6 @@ def image(identifier: str, version: str = "1", *, title: str | None = None, data
     return DemoImage(identifier=identifier, version=version, title=title or identifier.title(), data=body)
 
 
-def image_path(item: DemoImage) -> str:
-    return f"/images/{item.identifier}-{item.version}.img"
-
-
 class Scene:
     """Three servers and the lists they serve; stop() ends them."""
 
@@ -95,7 +91,7 @@ class Scene:
         entries = []
         for item in images:
             server = self.server_of_image(item)
-            server.put(image_path(item), item.data)
+            server.put(item.path, item.data)
             entries.append(item.entry(server.url("").rstrip("/")))
         now = datetime.now(UTC).replace(microsecond=0)
         signer = self.keys.signer.cert

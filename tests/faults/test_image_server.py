@@ -17,7 +17,7 @@ from imagesync.demo.server import ListServer
 from imagesync.errors import EXIT_PARTIAL
 from tests.faults.breakage import HTTP_FAULTS, Breakage
 from tests.faults.outcome import assert_no_crash, assert_one_line, clean_sync, imagesync
-from tests.faults.scene import ARCHIVE, FaultPki, Scene, holdings, image, image_path
+from tests.faults.scene import ARCHIVE, FaultPki, Scene, holdings, image
 
 
 def _changed_bytes(server: ListServer, path: str, data: bytes, _keys: FaultPki) -> None:
@@ -34,8 +34,8 @@ IMAGE_FAULTS = {
     "sha512-mismatch": Breakage(_changed_bytes, "checksum mismatch"),
 }
 MISLEADING_401 = pytest.mark.xfail(strict=True, reason=(
-    "an image server's 401 is worded as the list's ('set token, token_file or token_env'); the fix belongs in "
-    "download.py's _accept, which the SSRF work is changing"))
+    "an image server's 401 is worded as the list's ('set token, token_file or token_env'), which image downloads "
+    "never send; the fix belongs in download.py's _accept (the download network path, not this branch's)"))
 ROWS = [pytest.param(name, marks=MISLEADING_401) if name == "http-401" else name for name in IMAGE_FAULTS]
 
 
@@ -48,7 +48,7 @@ def test_image_server_fault_fails_that_image_alone(scene: Scene, tmp_path: Path,
     new_a = image("demo-a", "2")
     scene.publish("demo", [new_a, image("demo-b", "2")])
     breakage = IMAGE_FAULTS[fault]
-    breakage.apply(scene.images, image_path(new_a), new_a.data, scene.keys)
+    breakage.apply(scene.images, new_a.path, new_a.data, scene.keys)
 
     outcome = imagesync(cfg)
 
