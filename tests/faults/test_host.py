@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -33,21 +33,22 @@ def _big(_work: Path) -> DemoImage:
     return image("demo-a", "2", data=hashlib.sha512(b"big").digest() * (10 * MiB // 64))  # more than the 8 MiB cache
 
 
-def _qcow2(work: Path, size: int = 64 * 1024) -> bytes:
+def _qcow2(work: Path, size: int = 64 * 1024) -> DemoImage:
     # Non-zero data: a conversion writes every byte of it.
-    return as_qcow2(image("demo-a", "2", data=hashlib.sha512(b"qcow2").digest() * (size // 64)), work).data
+    return as_qcow2(image("demo-a", "2", data=hashlib.sha512(b"qcow2").digest() * (size // 64)), work)
 
 
 def _qcow2_filling_the_cache(work: Path) -> DemoImage:
-    return image("demo-a", "2", data=_qcow2(work, 9 * MiB // 2))  # the download fits in 8 MiB, its conversion not
+    return _qcow2(work, 9 * MiB // 2)  # the download fits in the 8 MiB cache, its conversion does not
 
 
-def _unreadable_header(_work: Path) -> DemoImage:
-    return image("demo-a", "2", data=b"QFI\xfb\x00\x00\x00\x03" + bytes(range(256)) * 64)
+def _unreadable_header(work: Path) -> DemoImage:
+    return replace(_qcow2(work), data=b"QFI\xfb\x00\x00\x00\x03" + bytes(range(256)) * 64)
 
 
 def _unaligned_cluster(work: Path) -> DemoImage:
-    return image("demo-a", "2", data=qcow2_with_unaligned_cluster(_qcow2(work)))
+    good = _qcow2(work)
+    return replace(good, data=qcow2_with_unaligned_cluster(good.data))
 
 
 @dataclass(frozen=True)
