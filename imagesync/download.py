@@ -236,7 +236,7 @@ class Downloader:
                 raise DownloadError(redact.text(fatal.message), subject=request.name, hint=fatal.hint) from fatal
             except AttemptFailed as failed:
                 if not failed.retry or attempt == attempts:
-                    suffix = f"; gave up after {attempt} attempts" if failed.retry else ""
+                    suffix = f"; gave up after {attempt} attempt{'s' if attempt > 1 else ''}" if failed.retry else ""
                     raise DownloadError(redact.text(failed.message + suffix), subject=request.name,
                                         hint=failed.hint) from failed
                 delay = _delay(self._policy.backoff, attempt, failed.retry_after)
@@ -270,7 +270,7 @@ class Downloader:
         if response.status_code == 416:
             partial.reset()
             raise AttemptFailed(f"{url} refused the resume range", "restarting from zero", retry=True, retry_after=0.0)
-        check_status(response, request.url, token_sent=False)
+        check_status(response, request.url, token_sent=False, image=True)
         if response.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise _Fatal(f"{url} sent a compressed body", "serve the image as-is", discard=False)
         if response.status_code != 206 or _range_start(response) != partial.length:

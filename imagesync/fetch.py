@@ -83,7 +83,7 @@ class Fetcher:
                 return self._attempt(clean, headers, auth, etag, last_modified)
             except AttemptFailed as failed:
                 if not failed.retry or attempt == self._policy.retries:
-                    suffix = f"; gave up after {attempt + 1} attempts" if failed.retry else ""
+                    suffix = f"; gave up after {attempt + 1} attempt{'s' if attempt else ''}" if failed.retry else ""
                     raise FetchError(redact.text(failed.message + suffix), subject=name,
                                      hint=failed.hint) from failed.__cause__
                 delay = self._delay(attempt, failed.retry_after)

@@ -39,8 +39,12 @@ class AttemptFailed(Exception):
         self.retry_after = retry_after
 
 
-def check_status(response: requests.Response, url: str, *, token_sent: bool) -> None:
-    """Raise AttemptFailed for any status but 2xx and 304; 429 and 5xx are marked retryable."""
+_IMAGE_REFUSED = "images are fetched without credentials: the list must point at a public URL; tell its endorser"
+
+
+def check_status(response: requests.Response, url: str, *, token_sent: bool, image: bool = False) -> None:
+    """Raise AttemptFailed for any status but 2xx and 304; 429 and 5xx are marked retryable. ``image``: the URL is
+    an image's (never sent a token), so 401 and 403 are the publisher's to fix, not a token setting."""
     code = response.status_code
     where = f"cannot fetch {redact.url(url)}: HTTP {code}"
     if 200 <= code < 300 or code == 304:
@@ -48,6 +52,8 @@ def check_status(response: requests.Response, url: str, *, token_sent: bool) -> 
     if code == 429 or code >= 500:
         after = retry_after(response.headers.get("Retry-After"))
         raise AttemptFailed(where, "server busy or failing; try again later", retry=True, retry_after=after)
+    if image and code in (401, 403):
+        raise AttemptFailed(f"{where}: access refused", _IMAGE_REFUSED)
     if code == 401:
         hint = "check token/token_file" if token_sent else "this list needs a token: set token, token_file or token_env"
         raise AttemptFailed(f"{where}: token missing or rejected", hint)

@@ -33,10 +33,7 @@ IMAGE_FAULTS = {
     "http-401": replace(HTTP_FAULTS["http-401"], misleads=("token_file", "token_env")),
     "sha512-mismatch": Breakage(_changed_bytes, "checksum mismatch"),
 }
-MISLEADING_401 = pytest.mark.xfail(strict=True, reason=(
-    "an image server's 401 is worded as the list's ('set token, token_file or token_env'), which image downloads "
-    "never send; the fix belongs in download.py's _accept (the download network path, not this branch's)"))
-ROWS = [pytest.param(name, marks=MISLEADING_401) if name == "http-401" else name for name in IMAGE_FAULTS]
+ROWS = list(IMAGE_FAULTS)
 
 
 @pytest.mark.parametrize("fault", ROWS)
