@@ -50,9 +50,7 @@ def scenario(vo_access: DevCloud, tmp_path: Path) -> Iterator[Scenario]:
     with build(tmp_path) as world:
         target = {"driver": "glance", "region": cloud.region, "visibility": "shared", "projects_file": str(mapping),
                   "tag": tag, "disk_formats": ["raw"], "retire": {"mode": "deactivate"},
-                  "auth": {"auth_type": "password", "auth_url": cloud.auth_url, "username": cloud.user.username,
-                           "password_file": str(secret), "project_name": cloud.user.project_name,
-                           "user_domain_name": "Default", "project_domain_name": "Default"}}
+                  "auth": cloud.password_auth(password_file=secret)}
         path = world.write_config({"targets": {"cloud": target}})
         yield Scenario(world, path, lambda: [_status(i) for i in _tagged(cloud, tag)])
         glance = cloud.glance()

@@ -69,6 +69,14 @@ class DevCloud:
 
         return client.Client("2", session=self.session(user), region_name=self.region, interface="public")
 
+    def password_auth(self, user: Credentials | None = None, *, password_file: Path | None = None) -> dict[str, str]:
+        """A target's ``auth:`` for user (default: the imagesync user), password inline or from ``password_file``."""
+        who = user or self.user
+        secret = {"password_file": str(password_file)} if password_file else {"password": who.password}
+        return {"auth_type": "password", "auth_url": self.auth_url, "username": who.username, **secret,
+                "project_name": who.project_name, "user_domain_name": who.user_domain_name,
+                "project_domain_name": who.project_domain_name}
+
     def openstack_env(self, user: Credentials | None = None) -> dict[str, str]:
         """The OS_* variables for user, e.g. for a subprocess that reads its credentials from the environment."""
         who = user or self.user

@@ -71,9 +71,7 @@ class Cloud:
     baseline: Path  # the first run's directory: its state, cache and archive
 
     def target(self, user: Credentials, timeout: int | None) -> dict[str, object]:
-        auth = {"auth_type": "password", "auth_url": self.devcloud.auth_url, "username": user.username,
-                "password": user.password, "project_name": user.project_name,
-                "user_domain_name": user.user_domain_name, "project_domain_name": user.project_domain_name}
+        auth = self.devcloud.password_auth(user)
         return {CLOUD: {"driver": "glance", "visibility": "private", "tag": self.tag, "region": self.devcloud.region,
                         "endpoint": self.proxy.url, "auth": auth, **({"timeout": timeout} if timeout else {})}}
 

@@ -17,6 +17,7 @@ from imagesync import gpg
 from imagesync.errors import ImagesyncError
 from tests.fuzz import campaign
 from tests.fuzz.mutators import bytes_mutation
+from tests.support.gpgkeys import new_signing_key
 
 CASES = 400
 PINNED_DOC = b'{"hv:imagelist": {"dc:identifier": "gpg-fuzz", "dc:title": "signed by the pinned key"}}\n'
@@ -32,14 +33,6 @@ class Material:
     accepted: bytes  # what gpg.verify returns for the pinned clearsigned document
 
 
-def _key(engine: gnupg.GPG, email: str) -> str:
-    spec = engine.gen_key_input(key_type="EDDSA", key_curve="ed25519", key_usage="sign", name_real="Fuzz Signer",
-                                name_email=email, no_protection=True, expire_date=0)
-    key = engine.gen_key(spec)
-    assert key.fingerprint, key.stderr
-    return str(key.fingerprint)
-
-
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     base = tmp_path_factory.mktemp("gpg-fuzz")
@@ -47,7 +40,7 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     signer_home.mkdir(mode=0o700)
     home.mkdir(mode=0o700)
     signer = gnupg.GPG(gnupghome=str(signer_home))
-    pinned, other = _key(signer, "pinned@example.org"), _key(signer, "other@example.org")
+    pinned, other = new_signing_key(signer, "pinned@example.org"), new_signing_key(signer, "other@example.org")
     trusted = gnupg.GPG(gnupghome=str(home))
     for fingerprint in (pinned, other):
         assert trusted.import_keys(signer.export_keys(fingerprint)).count == 1

@@ -44,10 +44,7 @@ def target(devcloud: DevCloud, tag: str, **extra: object) -> dict[str, object]:
 
 
 def password_auth(devcloud: DevCloud) -> dict[str, str]:
-    user = devcloud.user
-    return {"auth_type": "password", "auth_url": devcloud.auth_url, "username": user.username,
-            "password": user.password, "project_name": user.project_name, "user_domain_name": "Default",
-            "project_domain_name": "Default"}
+    return devcloud.password_auth()
 
 
 def foreign_image(devcloud: DevCloud, data: bytes, **props: Any) -> str:

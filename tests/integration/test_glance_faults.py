@@ -45,12 +45,9 @@ def _tagged(devcloud: DevCloud, tag: str) -> list[dict[str, Any]]:
 
 
 def _driver(devcloud: DevCloud, proxy: GlanceProxy, tag: str) -> GlanceDriver:
-    user = devcloud.user
     settings = TargetSettings(
         name=TARGET, driver="glance", tag=tag, visibility="private", region=devcloud.region, endpoint=proxy.url,
-        auth={"auth_type": "password", "auth_url": devcloud.auth_url, "username": user.username,
-              "password": user.password, "project_name": user.project_name,
-              "user_domain_name": user.user_domain_name, "project_domain_name": user.project_domain_name})
+        auth=devcloud.password_auth())
     # No real back-off between upload attempts: the faults are injected, waiting would only slow the tests.
     return GlanceDriver(settings, sleep=lambda _seconds: None)
 

@@ -10,6 +10,7 @@ import pytest
 
 from imagesync import gpg
 from imagesync.errors import BadSignatureError, ConfigError, MalformedSignatureError, UntrustedSignerError
+from tests.support.gpgkeys import new_signing_key
 
 CONTENT = b'{"hv:imagelist": {"dc:identifier": "gpg-test"}}\n'
 
@@ -22,14 +23,6 @@ class Keys:
     other: str
 
 
-def _new_key(engine: gnupg.GPG, email: str) -> str:
-    spec = engine.gen_key_input(key_type="EDDSA", key_curve="ed25519", key_usage="sign", name_real="List Signer",
-                                name_email=email, no_protection=True, expire_date=0)
-    key = engine.gen_key(spec)
-    assert key.fingerprint, key.stderr
-    return str(key.fingerprint)
-
-
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     base = tmp_path_factory.mktemp("gpg")
@@ -37,8 +30,8 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     for home in (signer_home, trusted_home):
         home.mkdir(mode=0o700)
     signer = gnupg.GPG(gnupghome=str(signer_home))
-    pinned = _new_key(signer, "lists@example.org")
-    other = _new_key(signer, "other@example.org")
+    pinned = new_signing_key(signer, "lists@example.org")
+    other = new_signing_key(signer, "other@example.org")
     trusted = gnupg.GPG(gnupghome=str(trusted_home))
     # The verifying ring holds both public keys: pinning, not the ring, must decide.
     for fpr in (pinned, other):
