@@ -28,27 +28,35 @@ FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), de
 class Context:
     config_arg: str | None
     verbose: bool
+    # -q: sync, plan and gc print no report; failures reach stderr as ERROR records, once each.
+    quiet: bool = False
+    log_format: str = "text"
 
     def settings(self, *, required: bool = True) -> Settings:
-        """The loaded configuration; without a config file (and none asked for) defaults when not required."""
+        """The loaded configuration; without a config file (and none asked for) defaults when not required.
+        Raises ConfigError."""
         path = config.config_path(self.config_arg)
         if not required and self.config_arg is None and not path.exists():
             return config.from_mapping({}, source=Path("imagesync.yaml"))
-        return config.load(path)
+        settings = config.load(path)
+        if settings.log.syslog:
+            logs.add_syslog(settings.log.syslog_socket, settings.log.syslog_facility, self.log_format)
+        return settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_arg", metavar="PATH", help="Config file (default: $IMAGESYNC_CONFIG or "
               "/etc/imagesync/imagesync.yaml).")
 @click.option("-v", "--verbose", count=True, help="More detail, tracebacks on errors.")
-@click.option("-q", "--quiet", count=True, help="Only warnings and errors.")
+@click.option("-q", "--quiet", count=True, help="Nothing on stdout or stderr when all went well; otherwise one "
+              "ERROR line per failure (for cron).")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, log_format: str) -> None:
     """Keep an OpenStack image catalogue in step with signed HEPiX image lists."""
-    level = logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO
-    logs.configure(level, log_format)
-    ctx.obj = Context(config_arg=config_arg, verbose=bool(verbose))
+    quiet_run = bool(quiet) and not verbose
+    logs.configure(logging.DEBUG if verbose else logging.INFO, log_format, quiet=quiet_run)
+    ctx.obj = Context(config_arg=config_arg, verbose=bool(verbose), quiet=quiet_run, log_format=log_format)
 
 
 @cli.command()
@@ -180,8 +188,8 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
     if report_file is not None:
         atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
     if fmt == "json":
-        _print_json(data)
-    else:
+        _print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
+    elif not obj.quiet:
         click.echo(report.sync_text(result))
     sys.exit(result.exit_code)
 
@@ -232,6 +240,8 @@ def gc_cmd(obj: Context, dry_run: bool) -> None:
     settings = obj.settings()
     removed = gc.collect(settings, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
+    if obj.quiet:
+        return
     for path, size in removed:
         click.echo(f"{verb} {path} ({size / 1024**2:.1f} MiB)")
     click.echo(f"{verb} {len(removed)} file(s), {sum(s for _, s in removed) / 1024**2:.1f} MiB")

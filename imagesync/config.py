@@ -19,6 +19,7 @@ from imagesync import redact
 from imagesync.configread import Section, parse_duration, read_yaml
 from imagesync.errors import ConfigError
 from imagesync.fetch import split_userinfo
+from imagesync.logs import FACILITIES
 from imagesync.netguard import Network, parse_networks
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
@@ -98,6 +99,15 @@ class TargetSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """``log:``: where records go besides stderr (DESIGN §9)."""
+
+    syslog: bool = False
+    syslog_socket: Path = Path("/dev/log")
+    syslog_facility: str = "daemon"
+
+
+@dataclass(frozen=True)
 class Settings:
     source: Path | None
     state_dir: Path = Path("/var/lib/imagesync")
@@ -107,6 +117,9 @@ class Settings:
     download: DownloadSettings = DownloadSettings()
     lists: tuple[ListSettings, ...] = ()
     targets: tuple[TargetSettings, ...] = ()
+    # node_exporter textfile written at the end of every run that is not a dry run (imagesync.metrics).
+    metrics_file: Path | None = None
+    log: LogSettings = LogSettings()
 
     def list_named(self, name: str) -> ListSettings | None:
         return next((item for item in self.lists if item.name == name), None)
@@ -134,12 +147,15 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     download = _download(root.section("download"))
     explicit = tuple(_list(sec, base) for sec in root.named_sections("lists"))
     targets = tuple(_target(sec, base) for sec in root.named_sections("targets"))
+    metrics_file = root.optional_path("metrics_file", base)
+    log = _log(root.section("log"), base)
     root.finish()
     if lists_file is None and DEFAULT_LISTS_FILE.exists():
         lists_file = DEFAULT_LISTS_FILE
     extra = _read_lists_file(lists_file, explicit) if lists_file is not None else ()
     return Settings(source=source, state_dir=state_dir, cache_dir=cache_dir, image_lists_file=lists_file,
-                    trust=trust, download=download, lists=explicit + extra, targets=targets)
+                    trust=trust, download=download, lists=explicit + extra, targets=targets,
+                    metrics_file=metrics_file, log=log)
 
 
 DEFAULT_LISTS_FILE = Path("/etc/imagesync/image-lists.conf")
@@ -152,6 +168,15 @@ def _trust(sec: Section, base: Path) -> TrustSettings:
         gpg_home=sec.path("gpg_home", base, TrustSettings.gpg_home),
         allow_sha1=sec.boolean("allow_sha1", False),
     )
+    sec.finish()
+    return result
+
+
+def _log(sec: Section, base: Path) -> LogSettings:
+    d = LogSettings()
+    result = LogSettings(syslog=sec.boolean("syslog", d.syslog),
+                         syslog_socket=sec.path("syslog_socket", base, d.syslog_socket),
+                         syslog_facility=sec.choice("syslog_facility", FACILITIES, d.syslog_facility))
     sec.finish()
     return result
 
