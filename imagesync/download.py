@@ -28,6 +28,7 @@ from imagesync import redact, space
 from imagesync.atomic import fsync_dir
 from imagesync.errors import ImagesyncError
 from imagesync.fetch import FetchPolicy
+from imagesync.logs import fields
 from imagesync.neterrors import AttemptFailed, check_status, request_failure
 from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.stream import Partial, Sink, body_reader, file_sha512
@@ -158,7 +159,9 @@ class Downloader:
         try:
             return self.fetch(request)
         except DownloadError as exc:
-            log.error("%s", exc)
+            # Not an ERROR of its own: every action that needed this image fails with this very message, and
+            # is logged at ERROR once per target (a failure must reach the operator once, not twice).
+            log.debug("download failed", extra=fields(image=request.name, result="failed", error=exc.one_line()))
             return exc
 
     def fetch(self, request: DownloadRequest) -> Downloaded:
@@ -210,8 +213,8 @@ class Downloader:
             partial.load(request.size, self._policy.chunk_size)
             self._attempts(request, partial)
             path = self._promote(request, partial)
-        log.info("image=%s result=downloaded bytes=%d seconds=%.1f", request.name, partial.fetched,
-                 time.monotonic() - started)
+        log.info("image downloaded", extra=fields(image=request.name, result="downloaded", bytes=partial.fetched,
+                                                  seconds=round(time.monotonic() - started, 3)))
         return Downloaded(path, request.sha512, request.size, partial.fetched)
 
     def _admitted(self, request: DownloadRequest) -> space.Slot:

@@ -8,6 +8,7 @@ the new version is active (invariant 3). An illegal lifecycle transition is a bu
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +20,7 @@ from imagesync.download import Downloaded, Downloader, DownloadError, DownloadRe
 from imagesync.drivers.base import Driver, Upload
 from imagesync.errors import ImagesyncError
 from imagesync.lifecycle import IllegalTransition, TargetState, allowed
+from imagesync.logs import fields
 from imagesync.model import Action, Plan, RetireMode
 from imagesync.state import StateStore, TargetImageRecord
 from imagesync.stream import file_sha512
@@ -35,6 +37,8 @@ class ActionResult:
     status: Status
     error: str | None = None
     target_id: str | None = None
+    # Bytes sent to the target (the file uploaded by an add or update); 0 for every other action.
+    bytes_uploaded: int = 0
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,7 @@ class Executor:
         self._downloads = self.downloader.fetch_all(requests) if requests else {}
 
     def _isolated(self, action: Action) -> ActionResult:
+        started = time.monotonic()
         try:
             result = self._one(action)
         except IllegalTransition:
@@ -80,7 +85,7 @@ class Executor:
             log.debug("unexpected error in %s", action, exc_info=True)
             result = ActionResult(action, "failed", redact.text(f"unexpected error: {type(exc).__name__}: {exc}"),
                                   action.target_id)
-        log_action(result)
+        log_action(result, seconds=time.monotonic() - started)
         return result
 
     def _one(self, action: Action) -> ActionResult:
@@ -116,6 +121,7 @@ class Executor:
                             virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
                             sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
             target_id = runtime.driver.add(upload)
+            sent = upload.size
         except (ImagesyncError, OSError) as exc:
             error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
             self._fail(record, error)
@@ -127,8 +133,8 @@ class Executor:
         failed = [e for e in errors if e]
         if failed:
             return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
-                                target_id)
-        return ActionResult(action, "done", None, target_id)
+                                target_id, sent)
+        return ActionResult(action, "done", None, target_id, sent)
 
     def _fresh_record(self, action: Action) -> TargetImageRecord:
         image = action.desired.image if action.desired else None
@@ -198,8 +204,9 @@ class Executor:
     def _supersede(self, action: Action, old_id: str) -> str | None:
         error = self._retire_one(action, old_id, superseded=True)
         if error is None:
-            log.info("list=%s image=%s target=%s action=retire target_id=%s reason=superseded result=done",
-                     action.list_name, action.identifier, action.target, old_id)
+            log.info("superseded version retired", extra=fields(
+                list=action.list_name, image=action.identifier, target=action.target, action="retire",
+                target_id=old_id, reason="superseded", result="done"))
         return error
 
     def _retire_one(self, action: Action, target_id: str, *, superseded: bool) -> str | None:
@@ -234,12 +241,23 @@ class Executor:
         return max(matches, key=lambda r: r.id) if matches else None
 
 
-def log_action(result: ActionResult) -> None:
+_DONE = {"add": "image added", "update": "image updated", "update-metadata": "metadata updated",
+         "retire": "image retired", "keep": "image kept"}
+
+
+def log_action(result: ActionResult, *, seconds: float | None = None) -> None:
+    """One record per action: ERROR when it failed, DEBUG for a keep (nothing happened), else INFO."""
     action = result.action
-    extra = f" error={result.error}" if result.error else ""
-    line = (f"list={action.list_name} image={action.identifier} version={action.version} target={action.target} "
-            f"action={action.kind} result={result.status}{extra}")
-    (log.warning if result.status == "failed" else log.info)("%s", line)
+    if result.status == "failed":
+        level, message = logging.ERROR, f"{action.kind} failed"
+    else:
+        level = logging.DEBUG if action.kind == "keep" else logging.INFO
+        message = _DONE[action.kind] if result.status == "done" else f"{action.kind} {result.status}"
+    log.log(level, "%s", message, extra=fields(
+        list=action.list_name, image=action.identifier, version=action.version, target=action.target,
+        action=action.kind, result=result.status, target_id=result.target_id,
+        bytes=result.bytes_uploaded or None, seconds=round(seconds, 3) if seconds is not None else None,
+        error=result.error))
 
 
 def converted_sha512(path: Path) -> str:

@@ -13,6 +13,7 @@ from imagesync.config import ListSettings, Settings
 from imagesync.errors import EndorserMismatchError, FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.fetch import Fetcher, FetchPolicy
 from imagesync.hepix import check_freshness
+from imagesync.logs import fields
 from imagesync.model import DesiredImage, ListDesire, ListState, Signer
 from imagesync.state import ListRecord, StateStore
 
@@ -84,8 +85,8 @@ class ListStage:
             log.debug("list=%s unexpected error", item.name, exc_info=True)
             return self._failed(item, ImagesyncError(f"unexpected error: {type(exc).__name__}: {exc} "
                                                      "(run with -v for details)"))
-        log.info("list=%s result=%s signature=%s images=%d", item.name, status, accepted.verified.kind,
-                 len(accepted.image_list.images))
+        log.info("list accepted", extra=fields(list=item.name, result=status, signature=accepted.verified.kind,
+                                                images=len(accepted.image_list.images)))
         return ListOutcome(settings=item, status=status, error=None, accepted=accepted,
                            desire=desire(item, accepted, status))
 
@@ -125,7 +126,8 @@ class ListStage:
     def _failed(self, item: ListSettings, exc: ImagesyncError, *, expired: datetime | None = None,
                 signer: Signer | None = None) -> ListOutcome:
         message = redact.text(exc.about(item.name).one_line())
-        log.info("list=%s result=failed error=%s", item.name, message)
+        # ERROR for every kind of failure, an expired or refused list too: the run exits 1 because of it.
+        log.error("list failed", extra=fields(list=item.name, result="failed", error=message))
         if self.store is not None and self.record:
             try:
                 self.store.record_list_failed(item.name, url=redact.url(item.url), error=message, at=self.now)

@@ -17,6 +17,7 @@ from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
 from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
+from imagesync.logs import fields
 from imagesync.model import Held, Plan, TargetPolicy
 from imagesync.plan import diff
 from imagesync.reconcile import reconcile
@@ -132,7 +133,7 @@ def _connect(chosen: list[TargetSettings], result: SyncResult,
             raise  # a bad target setting is the operator's to fix before any run (exit 2), not a flaky cloud
         except ImagesyncError as exc:
             message = exc.about(f"target {target.name}").one_line()
-            log.error("target=%s result=unreachable error=%s", target.name, message)
+            log.error("target unreachable", extra=fields(target=target.name, result="unreachable", error=message))
             result.targets.append(TargetStatus(target.name, "failed", message))
             continue
         formats = target.disk_formats or driver.capabilities.formats

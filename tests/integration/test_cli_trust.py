@@ -74,7 +74,8 @@ def test_hostile_image_fields_forge_no_log_or_report_line(world: DemoWorld) -> N
     assert result.returncode == 0, result.stdout + result.stderr
     assert forged_lines(result.stderr) == [] and forged_lines(result.stdout) == []
     assert all(RECORD.match(line) for line in result.stderr.splitlines()), result.stderr
-    assert "image=evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r" in result.stderr
+    # A value with blanks is quoted (so it cannot pose as further fields) and escaped (so it cannot end the line).
+    assert 'image="evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r' in result.stderr
     assert len(result.stdout.splitlines()) == 3, result.stdout  # list line, one add, the summary
     assert "demo/evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r" in result.stdout
     shown = run("images", config=config)

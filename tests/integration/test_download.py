@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import netguard
+from imagesync import logs, netguard
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
 from imagesync.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
@@ -87,7 +87,8 @@ def test_first_download_lands_in_cache_then_cache_is_used_without_request(
     assert first.path == env.cache / "images" / request.sha512[:2] / request.sha512
     assert first.path.read_bytes() == data
     assert (first.size, first.fetched_bytes) == (len(data), len(data))
-    assert f"image=test/img/a.img result=downloaded bytes={len(data)} seconds=" in caplog.text
+    [done] = [logs.record_fields(r) for r in caplog.records if logs.record_fields(r).get("result") == "downloaded"]
+    assert done["image"] == "test/img/a.img" and done["bytes"] == len(data) and "seconds" in done
     assert downloader.partials() == [] and downloader.blobs() == [first.path]
     again = env.downloader().fetch(request)  # a new run: only the disk remembers
     assert (again.path, again.fetched_bytes) == (first.path, 0)
