@@ -56,9 +56,11 @@ def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] =
 
 
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
-         clock: Callable[[], datetime] = utcnow) -> SyncResult:
-    """One run. Raises LockHeldError (another run), StateError (state.db unusable), ConfigError; everything else
-    ends up in the result."""
+         clock: Callable[[], datetime] = utcnow,
+         finish: Callable[[SyncResult, StateStore], None] | None = None) -> SyncResult:
+    """One run. ``finish`` is called with the result and the state, still locked, once the run is recorded (the
+    CLI writes the metrics there, DESIGN §1). Raises LockHeldError (another run), StateError (state.db unusable),
+    ConfigError, and what ``finish`` raises; everything else ends up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
     with ExitStack() as stack:
         if not dry_run:
@@ -88,6 +90,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         result.finished_at = clock()
         if run_id is not None:
             _finish_run(store, run_id, result)
+        if finish is not None:
+            finish(result, store)
     return result
 
 
@@ -201,4 +205,5 @@ def summary(result: SyncResult) -> dict[str, int]:
             counts[item.action.kind] += 1
     counts["failed"] = sum(1 for r in result.results if r.status == "failed")
     counts["bytes_downloaded"] = result.bytes_downloaded
+    counts["bytes_uploaded"] = sum(r.bytes_uploaded for r in result.results)
     return counts

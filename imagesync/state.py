@@ -330,6 +330,12 @@ class StateStore:
         """The ``n`` most recent runs, newest first."""
         return [run_record(row) for row in self._all("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (n,))]
 
+    def last_success(self) -> datetime | None:
+        """When the most recent run that ended with exit code 0 finished, or None if none did."""
+        row = self._one("SELECT * FROM runs WHERE exit_code = 0 AND dry_run = 0 AND finished_at IS NOT NULL"
+                        " ORDER BY id DESC LIMIT 1")
+        return None if row is None else run_record(row).finished_at
+
 
 def _configure(conn: sqlite3.Connection, path: Path, timeout: float) -> None:
     state_open.wait_for_write_lock(conn, path, timeout)
