@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from imagesync import atomic, config, gc, logs, pipeline, redact, report
+from imagesync import atomic, config, gc, logs, metrics, pipeline, redact, report
 from imagesync.accept import Verifier
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
@@ -183,7 +183,10 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
     if not settings.targets:
         raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",
                           subject=str(settings.source))
-    result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names)
+    recorder = metrics.Recorder.for_run(settings, dry_run=dry_run)
+    result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names, finish=recorder)
+    if recorder is not None and recorder.error is not None:
+        result.exit_code = max(result.exit_code, EXIT_PARTIAL)  # alerts would read a stale file: not a success
     data = report.sync_json(result)
     if report_file is not None:
         atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
