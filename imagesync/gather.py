@@ -126,7 +126,7 @@ class ListStage:
     def _failed(self, item: ListSettings, exc: ImagesyncError, *, expired: datetime | None = None,
                 signer: Signer | None = None) -> ListOutcome:
         message = redact.text(exc.about(item.name).one_line())
-        # ERROR for every kind of failure, an expired or refused list too: the run exits 1 because of it.
+        # ERROR for every kind of failure, an expired or refused list too: the run exits non-zero because of it.
         log.error("list failed", extra=fields(list=item.name, result="failed", error=message))
         if self.store is not None and self.record:
             try:

@@ -56,7 +56,7 @@ def _quoted(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-class _Scrubbing(RedactingFilter):
+class ScrubbingFilter(RedactingFilter):
     """Masks secrets in the message, the traceback and every string field."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -67,7 +67,7 @@ class _Scrubbing(RedactingFilter):
         return True
 
 
-class _WarningText(logging.Filter):
+class WarningText(logging.Filter):
     """A captured ``warnings.warn`` without the source line Python appends to it (the file and line stay)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -119,8 +119,8 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
 
 class _Syslog(logging.handlers.SysLogHandler):
     def handleError(self, record: logging.LogRecord) -> None:
-        # Best effort, as C's syslog(3): a syslog daemon that went away must not fill stderr with tracebacks;
-        # the record still reached stderr.
+        # Best effort, as C's syslog(3): a syslog daemon that went away must not fill stderr with tracebacks
+        # (stderr still gets every record -q lets through).
         pass
 
 
@@ -128,8 +128,15 @@ def _formatter(fmt: str, *, timestamps: bool = True) -> logging.Formatter:
     return JsonFormatter() if fmt == "json" else TextFormatter(timestamps=timestamps)
 
 
+def _remove(*kinds: type[logging.Handler]) -> None:
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, kinds)]:
+        root.removeHandler(old)
+        old.close()
+
+
 def _install(handler: logging.Handler, formatter: logging.Formatter) -> None:
-    handler.addFilter(_Scrubbing())
+    handler.addFilter(ScrubbingFilter())
     handler.setFormatter(formatter)
     logging.getLogger().addHandler(handler)
 
@@ -139,9 +146,7 @@ def configure(level: int, fmt: str, *, quiet: bool = False) -> None:
     (urllib3 and gnupg follow ``level`` down to DEBUG), Python warnings as records of ``py.warnings``. With
     ``quiet`` only ERROR and above reach stderr (other handlers still get ``level``). Raises nothing."""
     root = logging.getLogger()
-    for old in [h for h in root.handlers if isinstance(h, _Stderr | _Syslog)]:
-        root.removeHandler(old)
-        old.close()
+    _remove(_Stderr, _Syslog)
     root.setLevel(logging.WARNING)
     handler = _Stderr(sys.stderr)
     handler.setLevel(logging.ERROR if quiet else logging.NOTSET)
@@ -154,8 +159,8 @@ def configure(level: int, fmt: str, *, quiet: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.DEBUG if level <= logging.DEBUG else logging.NOTSET)
     logging.captureWarnings(True)
     warned = logging.getLogger("py.warnings")
-    if not any(isinstance(f, _WarningText) for f in warned.filters):
-        warned.addFilter(_WarningText())
+    if not any(isinstance(f, WarningText) for f in warned.filters):
+        warned.addFilter(WarningText())
 
 
 FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
@@ -163,7 +168,9 @@ FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4"
 
 def add_syslog(socket_path: Path, facility: str, fmt: str) -> None:
     """Also send every record to the syslog daemon at the unix socket ``socket_path`` (``/dev/log``), whatever
-    ``-q`` says. A socket that does not exist is logged as a warning and skipped. Raises nothing."""
+    ``-q`` says; replaces an earlier syslog handler. A socket that does not exist is logged as a warning and
+    skipped. Raises nothing."""
+    _remove(_Syslog)
     if not socket_path.exists():
         logging.getLogger(__name__).warning("log.syslog: %s does not exist (no syslog daemon listening?): "
                                             "logging to stderr only", socket_path)

@@ -59,7 +59,7 @@ def test_secrets_in_fields_are_masked_in_every_format() -> None:
     for formatter in (logs.TextFormatter(), logs.JsonFormatter()):
         handler = logging.Handler()
         item = record("list failed", logging.ERROR, error="GET https://u:field-secret-991@h/l: 401")
-        logs._Scrubbing().filter(item)
+        logs.ScrubbingFilter().filter(item)
         handler.setFormatter(formatter)
         line = handler.format(item)
         assert "field-secret-991" not in line and "https://***@h/l" in line
@@ -68,5 +68,5 @@ def test_secrets_in_fields_are_masked_in_every_format() -> None:
 def test_a_captured_warning_loses_its_source_line_not_its_message() -> None:
     text = "/lib/x.py:12: UserWarning: first line\nsecond line\n  warnings.warn(msg)\n"
     item = logging.LogRecord("py.warnings", logging.WARNING, __file__, 1, "%s", (text,), None)
-    logs._WarningText().filter(item)
+    logs.WarningText().filter(item)
     assert item.getMessage() == "/lib/x.py:12: UserWarning: first line\nsecond line"
