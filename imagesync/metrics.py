@@ -16,6 +16,7 @@ What a scrape of the file means:
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ def carried(path: Path) -> Carried:
     except ValueError as exc:
         log.warning("metrics_file %s is not in the text format (%s): counters restart from zero", path, exc)
         return Carried()
+    # A hand-edited NaN, infinity or negative value would poison every later sum: such a sample counts as 0.
+    found = [s._replace(value=s.value if math.isfinite(s.value) and s.value >= 0 else 0.0) for s in found]
     single = {s.name: s.value for s in found if not s.labels}
     actions = {(s.labels.get("kind", ""), s.labels.get("result", "")): s.value for s in found if s.name == _ACTIONS}
     return Carried(last_success=single.get(_LAST_SUCCESS, 0.0), actions=actions,
