@@ -242,9 +242,7 @@ def split_token(url: str, sec: Section | None = None) -> tuple[str, str | None]:
 def _target(sec: Section, base: Path) -> TargetSettings:
     driver = sec.choice("driver", DRIVERS, None, required=True)
     retire = _retire(sec.section("retire"))
-    # Secret files named relative to the config file, like token_file (cron runs from another directory).
-    auth = {key: str(sec.resolve(f"auth.{key}", value, base)) if key.endswith("_file") else value
-            for key, value in sec.string_map("auth").items()}
+    auth = sec.options_with_files("auth", base)
     result = TargetSettings(
         name=sec.name, driver=driver, tag=sec.string("tag") or "imagesync",
         disk_formats=sec.string_list("disk_formats") or ("qcow2", "raw"),
