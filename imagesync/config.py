@@ -44,6 +44,10 @@ class DownloadSettings:
     max_image_size: int = 200 * 1024**3
     max_list_size: int = 64 * 1024**2
     allowed_networks: tuple[Network, ...] = ()  # DESIGN §9: image hosts allowed beyond public addresses
+    # Not YAML keys: how long list fetches wait between attempts; commands run at a terminal lower them
+    # (imagesync.patience), cron keeps these.
+    backoff: float = 1.0
+    max_delay: float = 300.0
 
 
 @dataclass(frozen=True)
