@@ -221,7 +221,7 @@ class GlanceDriver:
                         redact.text(str(exc)))
 
     def _calls(self, what: str) -> AbstractContextManager[None]:
-        return calls(self.name, what, self.settings.timeout)
+        return calls(self.name, what, self.settings.timeout, self._spec.options.get("auth_url"))
 
 
 @dataclass(frozen=True)

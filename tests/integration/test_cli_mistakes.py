@@ -129,3 +129,25 @@ def test_without_a_terminal_the_configured_retries_stay(tmp_path: Path) -> None:
     (entry,) = json.loads(result.stdout)["lists"]
     assert "gave up after 3 attempts" in entry["error"]
     assert elapsed >= 3.0  # 1 s + 2 s of backoff, as configured for cron
+
+
+# -- Keystone unreachable ----------------------------------------------------------------------------------------
+
+
+def test_unreachable_keystone_is_one_clean_line_naming_its_url(tmp_path: Path) -> None:
+    auth_url = refused_url().replace("https://", "http://").replace("/image.list", "/v3")
+    config = tmp_path / "imagesync.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": str(tmp_path / "state"), "cache_dir": str(tmp_path / "cache"),
+        "targets": {"cloud": {"driver": "glance", "visibility": "private", "auth": {
+            "auth_url": auth_url, "username": "imagesync", "password": "pw", "project_name": "imagesync",
+            "user_domain_name": "Default", "project_domain_name": "Default"}}},
+    }))
+    expected = f"target cloud: list images: cannot reach Keystone at {auth_url}: connection refused"
+    plan = run("plan", config=config)
+    assert plan.returncode == 3, plan.stdout + plan.stderr
+    assert f"target cloud: FAILED: {expected}\n" in plan.stdout
+    check = run("check", config=config)
+    assert f"FAIL  target  cloud: {expected}\n" in check.stdout
+    for output in (plan.stdout, plan.stderr, check.stdout):
+        assert "HTTPConnectionPool" not in output and "NewConnectionError" not in output

@@ -79,3 +79,4 @@ def test_private_secret_files_are_not_warned_about(tmp_path: Path, caplog: pytes
             "targets": {"cloud": {"driver": "glance", "visibility": "private",
                                   "auth": {"auth_url": "http://127.0.0.1:1/v3", "password_file": "pw"}}}}))
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []
+
