@@ -14,7 +14,7 @@ from imagesync import redact
 from imagesync.accept import AcceptedList
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
-from imagesync.model import Signer
+from imagesync.model import Placement, Signer
 from imagesync.pipeline import SyncResult, summary
 from imagesync.state import StateStore
 from imagesync.textsafe import one_line
@@ -100,7 +100,36 @@ def action_entry(result: ActionResult) -> dict[str, Any]:
     action = result.action
     return {"target": action.target, "list": action.list_name, "image": action.identifier, "version": action.version,
             "title": action.title, "action": action.kind, "reason": action.reason, "status": result.status,
-            "error": result.error, "target_id": result.target_id}
+            "error": result.error, "target_id": result.target_id, **placement_fields(action.placement)}
+
+
+def placement_fields(where: Placement | None) -> dict[str, Any]:
+    """The fields of ``actions[]`` added to DESIGN §2's: where and as what the image lands (null: not known)."""
+    where = where or Placement()
+    return {"image_name": where.name, "vo": where.vo, "project": where.project, "format": where.format,
+            "convert_from": where.convert_from, "size": where.size}
+
+
+def placement_text(where: Placement | None) -> str:
+    """``[name "...", vo V, project P, format F, 1.5 GiB]`` for a text report line; empty when nothing is known."""
+    if where is None:
+        return ""
+    fmt = f"{where.convert_from} -> {where.format}" if where.convert_from else where.format
+    parts = [f'name "{where.name}"' if where.name else None, f"vo {where.vo}" if where.vo else None,
+             f"project {where.project}" if where.project else None, f"format {fmt}" if fmt else None,
+             size_text(where.size) if where.size is not None else None]
+    shown = [part for part in parts if part]
+    return f"  [{', '.join(shown)}]" if shown else ""
+
+
+def size_text(size: int) -> str:
+    """Bytes in the largest binary unit that keeps a leading digit (``512 B``, ``64.0 KiB``, ``1.5 GiB``)."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def sync_json(result: SyncResult) -> dict[str, Any]:
@@ -130,7 +159,8 @@ def sync_text(result: SyncResult) -> str:
             continue
         a = item.action
         status = f"FAILED: {item.error}" if item.status == "failed" else item.status
-        lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}")
+        lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}"
+                     + placement_text(a.placement))
     lines += [f"note: {note}" for note in result.plan.notes]
     counts = summary(result)
     lines.append(f"{'planned' if result.dry_run else 'done'}: {counts['add']} add, {counts['update']} update, "

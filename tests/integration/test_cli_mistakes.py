@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import pty
+import pwd
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -151,3 +153,138 @@ def test_unreachable_keystone_is_one_clean_line_naming_its_url(tmp_path: Path) -
     assert f"FAIL  target  cloud: {expected}\n" in check.stdout
     for output in (plan.stdout, plan.stderr, check.stdout):
         assert "HTTPConnectionPool" not in output and "NewConnectionError" not in output
+
+
+# -- directories and mapping files: configuration errors before the run ----------------------------------------
+
+
+def as_mortal(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    """Run where permission bits apply: root would write through mode 0555."""
+    prefix: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: mode 0555 would not stop root writing")
+        prefix = (setpriv, "--bounding-set", "-dac_override,-dac_read_search")
+    cmd = [*prefix, sys.executable, "-m", "imagesync", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env(config))
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in result.stderr.splitlines() if line.startswith("imagesync: error:")]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def directory_config(world: DemoWorld, **paths: str) -> Path:
+    return world.write_config({**paths, "targets": {"archive": {"driver": "directory",
+                                                                "path": str(world.root / "archive")}}})
+
+
+@pytest.mark.parametrize("key", ["state_dir", "cache_dir"])
+def test_unwritable_directory_is_a_configuration_error_naming_path_and_fix(world: DemoWorld, key: str) -> None:
+    locked = world.root / "locked"
+    locked.mkdir(mode=0o555)
+    wanted = locked / key
+    config = directory_config(world, **{key: str(wanted)})
+    result = as_mortal("sync", config=config)
+    assert result.returncode == 2, result.stdout + result.stderr
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert error_line(result) == (
+        f"imagesync: error: {config}: {key}: {wanted} cannot be created by user {user} in {locked}: Permission "
+        f"denied (create it: install -d -o {user} -m {'0700' if key == 'state_dir' else '0750'} {wanted})")
+    assert "unexpected" not in result.stderr
+    # An existing directory the user may not write: the fix is its ownership.
+    locked.chmod(0o755)
+    wanted.mkdir(mode=0o555)
+    again = as_mortal("sync", config=config)
+    assert again.returncode == 2, again.stdout + again.stderr
+    assert error_line(again).endswith(f"{key}: {wanted} is not writable by user {user}: Permission denied "
+                                      f"(give it to that user: chown -R {user} {wanted})")
+    # A dry run writes neither: it plans, and warns that the real run would stop.
+    plan = as_mortal("plan", config=config)
+    assert plan.returncode == 0, plan.stdout + plan.stderr
+    assert f"{key}: {wanted} is not writable by user {user}" in plan.stderr
+    assert "(sync would stop here with exit 2)" in plan.stderr
+
+
+def glance_config(world: DemoWorld, mapping: Path) -> Path:
+    """A Glance target sharing by VO whose Keystone is not there: checks of the config come before contacting it."""
+    auth_url = refused_url().replace("https://", "http://").replace("/image.list", "/v3")
+    return world.write_config({"targets": {"cloud": {
+        "driver": "glance", "visibility": "shared", "projects_file": str(mapping),
+        "auth": {"auth_url": auth_url, "username": "imagesync", "password": "pw", "project_name": "imagesync",
+                 "user_domain_name": "Default", "project_domain_name": "Default"}}}})
+
+
+@pytest.mark.parametrize("command", ["sync", "plan"])
+def test_missing_projects_file_is_a_configuration_error(world: DemoWorld, command: str) -> None:
+    mapping = world.root / "mapping.json"
+    config = glance_config(world, mapping)
+    result = run(command, config=config)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert error_line(result) == (
+        f"imagesync: error: targets.cloud.projects_file: {mapping} does not exist (write the VO -> project mapping "
+        'there: {"<VO>": {"project": "<project id or name>", "domain": "<domain name, optional>"}})')
+
+
+def test_malformed_projects_file_is_a_configuration_error(world: DemoWorld) -> None:
+    mapping = world.root / "mapping.json"
+    mapping.write_text('{"demo.vo": {"tenant": ""}}')
+    result = run("sync", config=glance_config(world, mapping))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert error_line(result) == (f"imagesync: error: targets.cloud.projects_file: {mapping}: demo.vo: project (or "
+                                  'tenant) must be a non-empty string (expected {"<VO>": {"project": "<project id '
+                                  'or name>", "domain": "<domain name, optional>"}})')
+
+
+# -- check ---------------------------------------------------------------------------------------------------------
+
+
+def check_lines(result: subprocess.CompletedProcess[str], area: str) -> list[str]:
+    return [line for line in result.stdout.splitlines() if line[6:].startswith(area)]
+
+
+def test_check_tests_state_and_cache_dirs_are_writable_and_leaves_nothing(world: DemoWorld) -> None:
+    state, cache = world.root / "state", world.root / "cache"
+    state.mkdir()
+    cache.mkdir(mode=0o555)
+    result = as_mortal("check", config=directory_config(world, state_dir=str(state), cache_dir=str(cache)))
+    assert result.returncode == 1, result.stdout + result.stderr
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    assert check_lines(result, "dir") == [
+        f"OK    dir     state_dir: {state} writable",
+        f"FAIL  dir     cache_dir: cache_dir: {cache} is not writable by user {user}: Permission denied (give it "
+        f"to that user: chown -R {user} {cache})"]
+    assert list(state.iterdir()) == [] and list(cache.iterdir()) == []
+    # A state_dir still to be created is fine where it can be created; check does not create it.
+    fresh = directory_config(world, state_dir=str(world.root / "new" / "state"))
+    created = run("check", config=fresh)
+    assert check_lines(created, "dir")[0] == f"OK    dir     state_dir: {world.root / 'new' / 'state'} writable"
+    assert not (world.root / "new").exists()
+
+
+def test_check_tests_the_projects_file_and_that_every_subscribed_vo_is_mapped(world: DemoWorld) -> None:
+    images = demo_images()
+    world.publish([images[0], DemoImage(images[1].identifier, images[1].version, images[1].title, images[1].data,
+                                        vo="other.vo")])
+    mapping = world.root / "mapping.json"
+    config = glance_config(world, mapping)
+    missing = run("check", config=config)
+    assert check_lines(missing, "mapping") == [
+        f"FAIL  mapping cloud: targets.cloud.projects_file: {mapping} does not exist (write the VO -> project "
+        'mapping there: {"<VO>": {"project": "<project id or name>", "domain": "<domain name, optional>"}})']
+    mapping.write_text("{not json")
+    broken = run("check", config=config)
+    assert check_lines(broken, "mapping")[0].startswith(f"FAIL  mapping cloud: targets.cloud.projects_file: "
+                                                        f"{mapping}: not valid JSON")
+    mapping.write_text(json.dumps({"demo.vo": {"project": "vo-alpha"}}))
+    partial = run("check", config=config)
+    assert partial.returncode == 1
+    assert check_lines(partial, "mapping") == [
+        f"FAIL  mapping cloud: 1 VO(s) of the subscribed lists have no project in {mapping}: VO other.vo (list demo) "
+        "(add them, or their images fail)"]
+    mapping.write_text(json.dumps({"demo.vo": {"project": "vo-alpha"}, "other.vo": {"project": "vo-beta"}}))
+    complete = run("check", config=config)
+    assert check_lines(complete, "mapping") == [
+        f"OK    mapping cloud: {mapping}: 2 VO(s), every VO of the subscribed lists mapped (2)"]
