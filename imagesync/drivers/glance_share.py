@@ -32,6 +32,7 @@ class Sharing:
         self._glance = glance
         self._calls = calls
         self._members: dict[str, str | TargetError] | None = None
+        self._loaded: dict[str, mapping.ProjectRef] | None = None
 
     def members_for(self, desired: DesiredImage) -> list[str]:
         """Project ids ``desired`` is to be shared with (none unless visibility is shared). Raises TargetError
@@ -90,7 +91,9 @@ class Sharing:
         if self._settings.projects_file is None:
             raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
                               subject=f"target {self._settings.name}")
-        return mapping.load(self._settings.projects_file)
+        if self._loaded is None:
+            self._loaded = mapping.load(self._settings.projects_file)
+        return self._loaded
 
     def _mapping(self) -> dict[str, str | TargetError]:
         # Resolved once, each VO on its own: one VO's missing project fails that VO's images only.
