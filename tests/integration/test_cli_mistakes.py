@@ -288,3 +288,24 @@ def test_check_tests_the_projects_file_and_that_every_subscribed_vo_is_mapped(wo
     complete = run("check", config=config)
     assert check_lines(complete, "mapping") == [
         f"OK    mapping cloud: {mapping}: 2 VO(s), every VO of the subscribed lists mapped (2)"]
+
+
+def test_every_planned_action_shows_where_it_is_in_the_target(world: DemoWorld) -> None:
+    config = directory_config(world)
+    alpine, debian = demo_images()
+    assert run("sync", config=config).returncode == 0
+    world.publish([alpine])
+    result = run("plan", "--format", "json", config=config)
+    assert result.returncode == 0, result.stdout + result.stderr
+    shown = {(a["action"], a["image"], a["version"]): {k: a[k] for k in ("image_name", "vo", "format", "size")}
+             for a in json.loads(result.stdout)["actions"]}
+    assert shown == {
+        ("keep", "demo-alpine", "1.0"): {"image_name": "demo/demo-alpine-1.0.raw", "vo": "demo.vo", "format": "raw",
+                                         "size": len(alpine.data)},
+        # Gone from the list: shown as the target holds it.
+        ("retire", "demo-debian", "1.0"): {"image_name": "demo/demo-debian-1.0.raw", "vo": "demo.vo",
+                                           "format": "raw", "size": len(debian.data)},
+    }
+    text = run("plan", config=config).stdout
+    assert ('  retire          archive: demo/demo-debian 1.0 (removed from list demo) -> planned  '
+            '[name "demo/demo-debian-1.0.raw", vo demo.vo, format raw, 64.0 KiB]') in text
