@@ -16,7 +16,7 @@ import click
 from imagesync import atomic, config, gc, logs, patience, pipeline, redact, report
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
-from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier
+from imagesync.gather import ListStage, make_fetcher, make_verifier
 from imagesync.textsafe import json_text, one_line
 
 log = logging.getLogger(__name__)
@@ -81,9 +81,9 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
     finally:
         fetcher.close()
     if fmt == "json":
-        _print_json(_verify_json(outcome, item))
+        _print_json(report.verify_json(outcome, item))
     else:
-        click.echo(_verify_text(outcome, item))
+        click.echo(report.verify_text(outcome, item))
     sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
 
 
@@ -107,27 +107,6 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
     signature: config.SignatureMode = "gpg" if fingerprints else "smime"
     return ListSettings(name=redact.url(url), url=url, token=token, signature=signature, endorser=extra,
                         gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
-
-
-def _verify_text(outcome: ListOutcome, item: ListSettings) -> str:
-    accepted = outcome.accepted
-    if accepted is None:
-        # The signature may have verified and a later check failed (endorser): say who signed.
-        signer = f"\n{report.signer_text(outcome.signer)}" if outcome.signer is not None else ""
-        return one_line(f"NOT VERIFIED  {outcome.error}") + signer
-    head = "ACCEPTED UNSIGNED" if accepted.unsigned else "VERIFIED"
-    return f"{head}  {one_line(redact.url(item.url))}\n{report.accepted_text(accepted)}"
-
-
-def _verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
-    accepted = outcome.accepted
-    fields = report.accepted_fields(accepted) if accepted is not None else None
-    signer = accepted.signer if accepted is not None else outcome.signer
-    return {
-        "verified": accepted is not None, "unsigned": item.signature == "none", "source": redact.url(item.url),
-        "error": outcome.error, "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
-        "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
-    }
 
 
 @cli.command("lists", epilog=patience.RULE)

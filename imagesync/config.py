@@ -44,9 +44,7 @@ class DownloadSettings:
     max_image_size: int = 200 * 1024**3
     max_list_size: int = 64 * 1024**2
     allowed_networks: tuple[Network, ...] = ()  # DESIGN §9: image hosts allowed beyond public addresses
-    # Not YAML keys: how long list fetches wait between attempts; commands run at a terminal lower them
-    # (imagesync.patience), cron keeps these.
-    backoff: float = 1.0
+    backoff: float = 1.0  # not YAML keys: list fetch patience, lowered at a terminal (imagesync.patience)
     max_delay: float = 300.0
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from imagesync import redact
 from imagesync.accept import AcceptedList
+from imagesync.config import ListSettings
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
 from imagesync.model import Placement, Signer
@@ -194,3 +195,26 @@ def images_text(data: dict[str, Any]) -> str:
         lines += [f"  {c['target']}: {c['state']} {c['target_id'] or '-'}" + (f"  ({c['error']})" if c["error"] else "")
                   for c in entry["targets"]]
     return _text(lines)
+
+
+def verify_text(outcome: ListOutcome, item: ListSettings) -> str:
+    """``imagesync verify``: VERIFIED / ACCEPTED UNSIGNED with the list's fields, or NOT VERIFIED and why."""
+    accepted = outcome.accepted
+    if accepted is None:
+        # The signature may have verified and a later check failed (endorser): say who signed.
+        signer = f"\n{signer_text(outcome.signer)}" if outcome.signer is not None else ""
+        return one_line(f"NOT VERIFIED  {outcome.error}") + signer
+    head = "ACCEPTED UNSIGNED" if accepted.unsigned else "VERIFIED"
+    return f"{head}  {one_line(redact.url(item.url))}\n{accepted_text(accepted)}"
+
+
+def verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
+    """``imagesync verify --format json`` (DESIGN §2)."""
+    accepted = outcome.accepted
+    fields = accepted_fields(accepted) if accepted is not None else None
+    signer = accepted.signer if accepted is not None else outcome.signer
+    return {
+        "verified": accepted is not None, "unsigned": item.signature == "none", "source": redact.url(item.url),
+        "error": outcome.error, "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
+        "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
+    }
