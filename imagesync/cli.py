@@ -13,11 +13,10 @@ from typing import Any, NoReturn
 
 import click
 
-from imagesync import atomic, config, gc, logs, metrics, pipeline, redact, report
-from imagesync.accept import Verifier
+from imagesync import atomic, config, gc, logs, metrics, patience, pipeline, redact, report
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
-from imagesync.gather import ListOutcome, ListStage, make_fetcher
+from imagesync.gather import ListStage, make_fetcher, make_verifier
 from imagesync.textsafe import json_text, one_line
 
 log = logging.getLogger(__name__)
@@ -32,16 +31,17 @@ class Context:
     quiet: bool = False
     log_format: str = "text"
 
-    def settings(self, *, required: bool = True) -> Settings:
+    def settings(self, *, required: bool = True, interactive: bool = False) -> Settings:
         """The loaded configuration; without a config file (and none asked for) defaults when not required.
-        Raises ConfigError."""
+        ``interactive`` commands get the terminal's patience (:mod:`imagesync.patience`). Raises ConfigError."""
         path = config.config_path(self.config_arg)
         if not required and self.config_arg is None and not path.exists():
-            return config.from_mapping({}, source=Path("imagesync.yaml"))
-        settings = config.load(path)
+            settings = config.from_mapping({}, source=Path("imagesync.yaml"))
+        else:
+            settings = config.load(path)
         if settings.log.syslog:
             logs.add_syslog(settings.log.syslog_socket, settings.log.syslog_facility, self.log_format)
-        return settings
+        return patience.for_terminal(settings) if interactive else settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -59,7 +59,7 @@ def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, lo
     ctx.obj = Context(config_arg=config_arg, verbose=bool(verbose), quiet=quiet_run, log_format=log_format)
 
 
-@cli.command()
+@cli.command(epilog=patience.RULE)
 @click.argument("source")
 @click.option("--endorser-dn", metavar="DN", help="Expected signer subject (with --endorser-ca).")
 @click.option("--endorser-ca", metavar="DN", help="Expected signer issuer (with --endorser-dn).")
@@ -75,20 +75,21 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
 
     Exit 0 (JSON verified: true) when it passed what its configuration asks for; signature: none lists
     pass as ACCEPTED UNSIGNED (JSON unsigned: true)."""
-    settings = obj.settings(required=False)
+    settings = obj.settings(required=False, interactive=True)
     item = _verify_item(settings, source, endorser_dn, endorser_ca, fingerprints)
-    trust = settings.trust
-    verifier = Verifier(ca_dir=ca_dir or trust.ca_dir, crl=crl or trust.crl,  # type: ignore[arg-type]
-                        gpg_home=trust.gpg_home, allow_sha1=trust.allow_sha1)
+    # --ca-dir is the trust of this one command: the HTTPS fetch of SOURCE as much as its signature.
+    trust = replace(settings.trust, ca_dir=ca_dir or settings.trust.ca_dir,
+                    crl=crl or settings.trust.crl)  # type: ignore[arg-type]
+    settings = replace(settings, trust=trust)
     fetcher = make_fetcher(settings)
     try:
-        outcome = ListStage(fetcher=fetcher, verifier=verifier, now=datetime.now(UTC)).load(item)
+        outcome = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=datetime.now(UTC)).load(item)
     finally:
         fetcher.close()
     if fmt == "json":
-        _print_json(_verify_json(outcome, item))
+        _print_json(report.verify_json(outcome, item))
     else:
-        click.echo(_verify_text(outcome, item))
+        click.echo(report.verify_text(outcome, item))
     sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
 
 
@@ -103,39 +104,23 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
         if extra is not None and configured.endorser is not None and configured.endorser != extra:
             raise click.UsageError(f"list {source} is configured with another endorser")
         return replace(configured, endorser=configured.endorser or extra)
+    # A bare word is meant as a list name (a path or URL has a '/'): a typo gets the names, not "file not found".
+    if "/" not in source and not Path(source).exists():
+        known = ", ".join(item.name for item in settings.lists) or "none"
+        raise click.UsageError(f"{source}: not a configured list, an existing file or a URL "
+                               f"(configured lists: {known})")
     url, token = config.split_token(source)
     signature: config.SignatureMode = "gpg" if fingerprints else "smime"
     return ListSettings(name=redact.url(url), url=url, token=token, signature=signature, endorser=extra,
                         gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
 
 
-def _verify_text(outcome: ListOutcome, item: ListSettings) -> str:
-    accepted = outcome.accepted
-    if accepted is None:
-        # The signature may have verified and a later check failed (endorser): say who signed.
-        signer = f"\n{report.signer_text(outcome.signer)}" if outcome.signer is not None else ""
-        return one_line(f"NOT VERIFIED  {outcome.error}") + signer
-    head = "ACCEPTED UNSIGNED" if accepted.unsigned else "VERIFIED"
-    return f"{head}  {one_line(redact.url(item.url))}\n{report.accepted_text(accepted)}"
-
-
-def _verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
-    accepted = outcome.accepted
-    fields = report.accepted_fields(accepted) if accepted is not None else None
-    signer = accepted.signer if accepted is not None else outcome.signer
-    return {
-        "verified": accepted is not None, "unsigned": item.signature == "none", "source": redact.url(item.url),
-        "error": outcome.error, "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
-        "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
-    }
-
-
-@cli.command("lists")
+@cli.command("lists", epilog=patience.RULE)
 @FORMAT
 @click.pass_obj
 def lists_cmd(obj: Context, fmt: str) -> None:
     """Fetch, verify and parse every subscribed list and show its status."""
-    settings = obj.settings()
+    settings = obj.settings(interactive=True)
     outcomes = pipeline.collect_lists(settings, now=datetime.now(UTC))
     if fmt == "json":
         _print_json({"lists": [report.list_entry(o) for o in outcomes]})
@@ -166,7 +151,7 @@ def sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names:
     _run_sync(obj, dry_run, list_names, target_names, fmt, report_file)
 
 
-@cli.command("plan")
+@cli.command("plan", epilog=patience.RULE)
 @_sync_options
 @click.pass_obj
 def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
@@ -177,7 +162,7 @@ def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str,
 
 def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
               report_file: Path | None) -> None:
-    settings = obj.settings()
+    settings = obj.settings(interactive=dry_run)
     _check_names("--list", list_names, [item.name for item in settings.lists])
     _check_names("--target", target_names, [t.name for t in settings.targets])
     if not settings.targets:
@@ -218,14 +203,14 @@ def images(obj: Context, list_name: str | None, fmt: str) -> None:
         click.echo(report.images_text(data))
 
 
-@cli.command("check")
+@cli.command("check", epilog=patience.RULE)
 @FORMAT
 @click.pass_obj
 def check_cmd(obj: Context, fmt: str) -> None:
     """Doctor: config, CA directory, each list, each target and its projects, disk space, qemu-img."""
     from imagesync.doctor import run_checks
 
-    findings = run_checks(obj.settings(), now=datetime.now(UTC))
+    findings = run_checks(obj.settings(interactive=True), now=datetime.now(UTC))
     ok = all(f.ok for f in findings)
     if fmt == "json":
         _print_json({"ok": ok, "checks": [f.__dict__ for f in findings]})

@@ -45,6 +45,8 @@ class DownloadSettings:
     max_image_size: int = 200 * 1024**3
     max_list_size: int = 64 * 1024**2
     allowed_networks: tuple[Network, ...] = ()  # DESIGN §9: image hosts allowed beyond public addresses
+    backoff: float = 1.0  # not YAML keys: list fetch patience, lowered at a terminal (imagesync.patience)
+    max_delay: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -267,9 +269,7 @@ def split_token(url: str, sec: Section | None = None) -> tuple[str, str | None]:
 def _target(sec: Section, base: Path) -> TargetSettings:
     driver = sec.choice("driver", DRIVERS, None, required=True)
     retire = _retire(sec.section("retire"))
-    # Secret files named relative to the config file, like token_file (cron runs from another directory).
-    auth = {key: str(sec.resolve(f"auth.{key}", value, base)) if key.endswith("_file") else value
-            for key, value in sec.string_map("auth").items()}
+    auth = sec.options_with_files("auth", base)
     result = TargetSettings(
         name=sec.name, driver=driver, tag=sec.string("tag") or "imagesync",
         disk_formats=sec.string_list("disk_formats") or ("qcow2", "raw"),

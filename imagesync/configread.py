@@ -5,9 +5,12 @@ Kept apart from config.py so the schema there reads as a table of keys and defau
 
 from __future__ import annotations
 
+import difflib
+import logging
 import math
 import os
 import re
+import stat
 from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +21,7 @@ import yaml
 from imagesync import redact
 from imagesync.errors import ConfigError, brief
 
+log = logging.getLogger(__name__)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
           "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
@@ -90,6 +94,33 @@ def _plain_text(node: object) -> bool:
     return True
 
 
+def unknown_key_hint(key: str, valid: set[str]) -> str:
+    """``did you mean <nearest>?`` for a misspelt key, else the valid keys (there are few per section)."""
+    if not valid:
+        return "nothing is allowed here"
+    # Case differences are the commonest slip (State_Dir): compare lowercased, answer in the real spelling.
+    lowered = {name.lower(): name for name in valid}
+    near = difflib.get_close_matches(key.lower(), list(lowered), n=1, cutoff=0.6)
+    if near:
+        return f"did you mean {lowered[near[0]]}?"
+    return f"valid keys: {', '.join(sorted(valid))}"
+
+
+def warn_if_exposed(path: Path, key: str) -> None:
+    """Log one warning when the secret file ``path`` (setting ``key``) is readable by group or others.
+
+    Only a warning: the run is not the place to judge a site's groups, but a secret any local user can read is
+    how tokens leak. Raises nothing (a file that cannot be examined is reported when it is read).
+    """
+    try:
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        who = " and ".join(name for bit, name in ((stat.S_IRGRP, "group"), (stat.S_IROTH, "others")) if mode & bit)
+        log.warning("%s: secret file %s is readable by %s (mode %04o): chmod 600 %s", key, path, who, mode, path)
+
+
 class Section:
     """One mapping of the config file at a dotted key path."""
 
@@ -98,6 +129,8 @@ class Section:
         self._source = source
         self._key = key
         self.name = name
+        # Every key some accessor asked for: the valid keys of this section, for "did you mean" on unknown ones.
+        self._valid: set[str] = set()
 
     @classmethod
     def of(cls, raw: object, *, source: Path, key: str, name: str = "") -> Section:
@@ -115,9 +148,11 @@ class Section:
         return f"{self._key}.{key}" if self._key else key
 
     def has(self, key: str) -> bool:
+        self._valid.add(key)
         return key in self._data
 
     def _take(self, key: str, required: bool) -> object:
+        self._valid.add(key)
         if key not in self._data:
             if required:
                 self.fail(key, "required")
@@ -125,9 +160,9 @@ class Section:
         return self._data.pop(key)
 
     def finish(self) -> None:
-        """Raise ConfigError for the first key nobody asked for."""
+        """Raise ConfigError for the first key nobody asked for, suggesting the nearest valid one."""
         for key in self._data:
-            self.fail(key, "unknown key")
+            self.fail(key, f"unknown key ({unknown_key_hint(key, self._valid)})")
 
     def section(self, key: str) -> Section:
         return Section.of(self._take(key, False), source=self._source, key=self._dotted(key))
@@ -162,6 +197,16 @@ class Section:
             result[name] = sec.string(name) or ""
         redact.register_options(result)
         return result
+
+    def options_with_files(self, key: str, base: Path) -> dict[str, str]:
+        """A string map whose ``*_file`` values are secret files: resolved relative to ``base`` (cron runs from
+        another directory) and warned about now when others may read them, though they are read later."""
+        options = self.string_map(key)
+        for name, value in options.items():
+            if name.endswith("_file"):
+                options[name] = str(self.resolve(f"{key}.{name}", value, base))
+                warn_if_exposed(Path(options[name]), self._dotted(f"{key}.{name}"))
+        return options
 
     def choice(self, key: str, allowed: tuple[str, ...], default: str | None, *, required: bool = False) -> str:
         value = self._take(key, required)
@@ -207,6 +252,7 @@ class Section:
             self.fail(key, f"{value!r} is not a size (e.g. 10GiB, 500MB, or bytes)")
 
     def duration(self, key: str, default: timedelta | None) -> timedelta | None:
+        self._valid.add(key)
         if key in self._data and self._data[key] is None:
             self._data.pop(key)
             return None
@@ -234,6 +280,7 @@ class Section:
 
     def secret_file(self, key: str, base: Path) -> str:
         path = self.resolve(key, self.string(key) or "", base)
+        warn_if_exposed(path, self._dotted(key))
         try:
             secret = path.read_text(encoding="utf-8").strip()
         except OSError as exc:

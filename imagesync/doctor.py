@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from imagesync import dn
+from imagesync import dn, preflight, properties
 from imagesync.castore import CAStore
 from imagesync.config import Settings, TargetSettings
 from imagesync.convert import qemu_img_available
 from imagesync.drivers import base as drivers
-from imagesync.errors import ImagesyncError
+from imagesync.errors import ConfigError, ImagesyncError
 from imagesync.gather import ListOutcome
 from imagesync.netguard import HINT, AddressGuard, AddressRefused
 from imagesync.pipeline import collect_lists
@@ -28,9 +28,11 @@ class Finding:
 
 
 def run_checks(settings: Settings, *, now: datetime) -> list[Finding]:
-    """Config, CA directory, lists, targets, disk space and qemu-img, in that order."""
+    """Config, state and cache directories, CA directory, lists, per target its mapping, reachability and
+    projects, disk space and qemu-img, in that order. Raises nothing for what it checks (each is a finding)."""
     findings = [Finding("config", str(settings.source), True,
                         f"{len(settings.lists)} list(s), {len(settings.targets)} target(s)")]
+    findings += [_writable(settings.state_dir, "state_dir"), _writable(settings.cache_dir, "cache_dir")]
     findings += _ca_dir(settings, now)
     outcomes = collect_lists(settings, now=now)
     findings += [Finding("list", o.settings.name, o.status != "failed",
@@ -39,9 +41,38 @@ def run_checks(settings: Settings, *, now: datetime) -> list[Finding]:
                  for o in outcomes]
     guard = AddressGuard(settings.download.allowed_networks)
     findings += [finding for o in outcomes if (finding := _image_urls(o, guard)) is not None]
-    findings += [_target(target) for target in settings.targets]
+    for target in settings.targets:
+        findings += _mapping(target, outcomes)
+        findings += _target(target)
     findings += [_disk(settings), _qemu()]
     return findings
+
+
+def _writable(path: Path, key: str) -> Finding:
+    problem = preflight.writable_dir(path, key, None, mode="0700" if key == "state_dir" else "0750")
+    return Finding("dir", key, problem is None, problem.one_line() if problem else f"{path} writable")
+
+
+def _mapping(target: TargetSettings, outcomes: list[ListOutcome]) -> list[Finding]:
+    """The projects_file of a target sharing by VO: readable, and naming every VO the subscribed lists carry."""
+    try:
+        refs = preflight.load_mapping(target)
+    except ConfigError as exc:
+        return [Finding("mapping", target.name, False, exc.one_line())]
+    if refs is None:
+        return []
+    wanted: dict[str, set[str]] = {}
+    for outcome in outcomes:
+        for item in outcome.desire.images:
+            if not outcome.desire.subset or item.image.identifier in outcome.desire.subset:
+                wanted.setdefault(properties.vo_of(item) or "(none)", set()).add(outcome.settings.name)
+    unmapped = sorted(vo for vo in wanted if vo not in refs)
+    if not unmapped:
+        return [Finding("mapping", target.name, True, f"{target.projects_file}: {len(refs)} VO(s), every VO of "
+                        f"the subscribed lists mapped ({len(wanted)})")]
+    detail = "; ".join(f"VO {vo} (list {', '.join(sorted(wanted[vo]))})" for vo in unmapped)
+    return [Finding("mapping", target.name, False, f"{len(unmapped)} VO(s) of the subscribed lists have no project "
+                    f"in {target.projects_file}: {detail} (add them, or their images fail)")]
 
 
 def _ca_dir(settings: Settings, now: datetime) -> list[Finding]:
@@ -78,27 +109,29 @@ def _image_urls(outcome: ListOutcome, guard: AddressGuard) -> Finding | None:
                    f"{len(refused)} of {len(images)} would be refused, e.g. {refused[0]} ({HINT})")
 
 
-def _target(target: TargetSettings) -> Finding:
+def _target(target: TargetSettings) -> list[Finding]:
     try:
         driver = drivers.load(target)
         try:
             held = driver.inventory()
             detail = f"reachable, {len(held)} image(s) tagged {target.tag}"
-            detail += _projects(driver)
+            projects = _projects(target, driver)
         finally:
             driver.close()
     except ImagesyncError as exc:
-        return Finding("target", target.name, False, exc.one_line())
-    return Finding("target", target.name, True, detail)
+        return [Finding("target", target.name, False, exc.one_line())]
+    return [Finding("target", target.name, True, detail), *projects]
 
 
-def _projects(driver: object) -> str:
-    # Only drivers that share with mapped projects (Glance) have something to resolve.
-    resolve: Callable[[], dict[str, str]] | None = getattr(driver, "mapped_projects", None)
+def _projects(target: TargetSettings, driver: object) -> list[Finding]:
+    # Only drivers that share with mapped projects (Glance) have something to resolve: each VO on its own, so
+    # one missing project never hides whether the others are right.
+    resolve: Callable[[], dict[str, str | ImagesyncError]] | None = getattr(driver, "mapped_projects", None)
     if resolve is None:
-        return ""
-    projects = resolve()
-    return f"; {len(projects)} mapped VO project(s) resolved" if projects else ""
+        return []
+    return [Finding("project", f"{target.name} VO {vo}", not isinstance(found, ImagesyncError),
+                    found.one_line() if isinstance(found, ImagesyncError) else f"project id {found}")
+            for vo, found in sorted(resolve().items())]
 
 
 def _disk(settings: Settings) -> Finding:

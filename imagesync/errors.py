@@ -45,8 +45,17 @@ class ImagesyncError(Exception):
 
 
 def brief(exc: BaseException, limit: int = 200) -> str:
-    """A library exception as one bounded line, for embedding in our own messages."""
-    return " ".join(str(exc).split())[:limit] or type(exc).__name__
+    """A library exception as one bounded line, for embedding in our own messages.
+
+    A longer message is cut at the last blank before ``limit`` and ends in `` ...``, so no word is shown half
+    (a word longer than the whole limit, such as a URL, is the exception).
+    """
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if len(text) <= limit:
+        return text
+    head = text[:limit + 1]
+    cut = head.rsplit(" ", 1)[0] if " " in head else text[:limit]
+    return f"{cut.rstrip(' ,;:')} ..."
 
 
 class ConfigError(ImagesyncError):

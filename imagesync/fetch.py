@@ -37,6 +37,7 @@ class FetchPolicy:
     timeout: float = 60.0  # read timeout: seconds without progress
     retries: int = 5  # extra attempts after the first, on connection errors, 429 and 5xx
     backoff: float = 1.0  # base seconds of the exponential backoff
+    max_delay: float = 300.0  # longest wait between attempts, a server's Retry-After included
     max_bytes: int = 32 * 1024 * 1024
     ca_dir: Path | None = None  # grid CAs trusted in addition to the system store
 
@@ -94,8 +95,8 @@ class Fetcher:
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
-            return retry_after
-        return float(min(self._policy.backoff * 2**attempt, _BACKOFF_CAP))
+            return min(retry_after, self._policy.max_delay)
+        return float(min(self._policy.backoff * 2**attempt, _BACKOFF_CAP, self._policy.max_delay))
 
     def _attempt(self, url: str, headers: dict[str, str], auth: tuple[str, str] | None, etag: str | None,
                  last_modified: str | None) -> Fetched:

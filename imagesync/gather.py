@@ -43,8 +43,8 @@ def make_verifier(settings: Settings) -> Verifier:
 def make_fetcher(settings: Settings) -> Fetcher:
     download = settings.download
     ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
-    return Fetcher(FetchPolicy(timeout=download.timeout, retries=download.retries,
-                               max_bytes=download.max_list_size, ca_dir=ca_dir))
+    return Fetcher(FetchPolicy(timeout=download.timeout, retries=download.retries, backoff=download.backoff,
+                               max_delay=download.max_delay, max_bytes=download.max_list_size, ca_dir=ca_dir))
 
 
 def selected(settings: Settings, names: tuple[str, ...] = ()) -> list[ListSettings]:

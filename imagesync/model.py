@@ -114,6 +114,11 @@ class Held:
     sha512: str | None
     active: bool = True
     digest: str | None = None
+    # What the target shows of it, for reports (the driver fills in what it knows).
+    name: str | None = None
+    vo: str | None = None
+    disk_format: str | None = None
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +144,19 @@ class TargetPolicy:
 
 
 @dataclass(frozen=True)
+class Placement:
+    """Where and as what an image lands in one target, as far as it is known before anything is downloaded."""
+
+    name: str | None = None  # its name in the target (Glance image name, directory path)
+    vo: str | None = None
+    project: str | None = None  # the project that gets it (shared with, or owner), as the mapping names it
+    format: str | None = None  # the disk format the target receives (None: only the bytes will tell)
+    convert_from: str | None = None  # the list's hv:format when the target takes another one (conversion)
+    size: int | None = None  # bytes, as listed (or as held)
+    problem: str | None = None  # why it cannot go there at all (unmapped VO, unusable project)
+
+
+@dataclass(frozen=True)
 class Action:
     target: str
     list_name: str
@@ -153,6 +171,14 @@ class Action:
     # Old versions an update retires once the new one is active (DESIGN invariant 3).
     supersedes: tuple[str, ...] = ()
     adopt: bool = False
+    placement: Placement | None = None
+
+    @property
+    def blocked(self) -> str | None:
+        """Why this action cannot succeed, known before any download: it is a planned failure, never tried."""
+        if self.placement is None or self.kind in ("keep", "retire"):
+            return None
+        return self.placement.problem
 
 
 @dataclass(frozen=True)

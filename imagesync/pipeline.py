@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from imagesync import lock, state_open
+from imagesync import lock, placement, preflight, state_open
 from imagesync.config import Settings, TargetSettings
 from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
@@ -60,15 +60,17 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
          finish: Callable[[SyncResult, StateStore], None] | None = None) -> SyncResult:
     """One run. ``finish`` is called with the result and the state, still locked, once the run is recorded (the
     CLI writes the metrics there, DESIGN §1). Raises LockHeldError (another run), StateError (state.db unusable),
-    ConfigError, and what ``finish`` raises; everything else ends up in the result."""
+    ConfigError (also for an unwritable state_dir or cache_dir, a missing or malformed projects_file), and what
+    ``finish`` raises; everything else ends up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
+    chosen = [t for t in settings.targets if not targets or t.name in targets]
+    preflight.require(settings, chosen, dry_run=dry_run)
     with ExitStack() as stack:
         if not dry_run:
             stack.enter_context(lock.acquire(settings.state_dir))
         store = stack.enter_context(open_state(settings, dry_run))
         run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
         result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
-        chosen = [t for t in settings.targets if not targets or t.name in targets]
         runtimes, inventory = _connect(chosen, result, stack)
         # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
         reconcile(store, inventory, result.started_at)
@@ -77,15 +79,17 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         # With --list, images of the other lists are simply not part of this run (not "unconfigured").
         in_run = {o.settings.name for o in result.lists}
         planned = {t: [h for h in held if not lists or h.list_name in in_run] for t, held in inventory.items()}
-        result.plan = diff([o.desire for o in result.lists], known, planned, now=result.started_at, targets=policies)
+        plan = diff([o.desire for o in result.lists], known, planned, now=result.started_at, targets=policies)
+        result.plan = placement.place(plan, runtimes, inventory)
         for note in result.plan.notes:
             log.warning("%s", note)
         if dry_run:
-            result.results = [ActionResult(a, "done" if a.kind == "keep" else "planned", None, a.target_id)
-                              for a in result.plan.actions]
+            result.results = placement.dry_results(result.plan)
         else:
             _cleanup(runtimes)
-            result.results, result.bytes_downloaded = _execute(settings, store, runtimes, result.plan, clock)
+            runnable, blocked = placement.split_blocked(result.plan)
+            result.results, result.bytes_downloaded = _execute(settings, store, runtimes, runnable, clock)
+            result.results += blocked
         result.exit_code = exit_code(result)
         result.finished_at = clock()
         if run_id is not None:

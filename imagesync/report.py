@@ -12,9 +12,10 @@ from typing import Any
 
 from imagesync import redact
 from imagesync.accept import AcceptedList
+from imagesync.config import ListSettings
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
-from imagesync.model import Signer
+from imagesync.model import Placement, Signer
 from imagesync.pipeline import SyncResult, summary
 from imagesync.state import StateStore
 from imagesync.textsafe import one_line
@@ -100,7 +101,36 @@ def action_entry(result: ActionResult) -> dict[str, Any]:
     action = result.action
     return {"target": action.target, "list": action.list_name, "image": action.identifier, "version": action.version,
             "title": action.title, "action": action.kind, "reason": action.reason, "status": result.status,
-            "error": result.error, "target_id": result.target_id}
+            "error": result.error, "target_id": result.target_id, **placement_fields(action.placement)}
+
+
+def placement_fields(where: Placement | None) -> dict[str, Any]:
+    """The fields of ``actions[]`` added to DESIGN §2's: where and as what the image lands (null: not known)."""
+    where = where or Placement()
+    return {"image_name": where.name, "vo": where.vo, "project": where.project, "format": where.format,
+            "convert_from": where.convert_from, "size": where.size}
+
+
+def placement_text(where: Placement | None) -> str:
+    """``[name "...", vo V, project P, format F, 1.5 GiB]`` for a text report line; empty when nothing is known."""
+    if where is None:
+        return ""
+    fmt = f"{where.convert_from} -> {where.format}" if where.convert_from else where.format
+    parts = [f'name "{where.name}"' if where.name else None, f"vo {where.vo}" if where.vo else None,
+             f"project {where.project}" if where.project else None, f"format {fmt}" if fmt else None,
+             size_text(where.size) if where.size is not None else None]
+    shown = [part for part in parts if part]
+    return f"  [{', '.join(shown)}]" if shown else ""
+
+
+def size_text(size: int) -> str:
+    """Bytes in the largest binary unit that keeps a leading digit (``512 B``, ``64.0 KiB``, ``1.5 GiB``)."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 def sync_json(result: SyncResult) -> dict[str, Any]:
@@ -130,7 +160,8 @@ def sync_text(result: SyncResult) -> str:
             continue
         a = item.action
         status = f"FAILED: {item.error}" if item.status == "failed" else item.status
-        lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}")
+        lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}"
+                     + placement_text(a.placement))
     lines += [f"note: {note}" for note in result.plan.notes]
     counts = summary(result)
     lines.append(f"{'planned' if result.dry_run else 'done'}: {counts['add']} add, {counts['update']} update, "
@@ -164,3 +195,26 @@ def images_text(data: dict[str, Any]) -> str:
         lines += [f"  {c['target']}: {c['state']} {c['target_id'] or '-'}" + (f"  ({c['error']})" if c["error"] else "")
                   for c in entry["targets"]]
     return _text(lines)
+
+
+def verify_text(outcome: ListOutcome, item: ListSettings) -> str:
+    """``imagesync verify``: VERIFIED / ACCEPTED UNSIGNED with the list's fields, or NOT VERIFIED and why."""
+    accepted = outcome.accepted
+    if accepted is None:
+        # The signature may have verified and a later check failed (endorser): say who signed.
+        signer = f"\n{signer_text(outcome.signer)}" if outcome.signer is not None else ""
+        return one_line(f"NOT VERIFIED  {outcome.error}") + signer
+    head = "ACCEPTED UNSIGNED" if accepted.unsigned else "VERIFIED"
+    return f"{head}  {one_line(redact.url(item.url))}\n{accepted_text(accepted)}"
+
+
+def verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
+    """``imagesync verify --format json`` (DESIGN §2)."""
+    accepted = outcome.accepted
+    fields = accepted_fields(accepted) if accepted is not None else None
+    signer = accepted.signer if accepted is not None else outcome.signer
+    return {
+        "verified": accepted is not None, "unsigned": item.signature == "none", "source": redact.url(item.url),
+        "error": outcome.error, "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
+        "list": {key: fields[key] for key in ("identifier", "created", "expires", "images")} if fields else None,
+    }

@@ -16,7 +16,7 @@ from pathlib import Path
 from imagesync import atomic, properties
 from imagesync.config import TargetSettings
 from imagesync.drivers.base import Capabilities, TargetError, Upload
-from imagesync.model import DesiredImage, Held, RetireMode
+from imagesync.model import DesiredImage, Held, Placement, RetireMode
 
 log = logging.getLogger(__name__)
 RETIRED = "retired"
@@ -46,10 +46,13 @@ class DirectoryDriver:
         held += [self._held(p, active=False) for p in sorted((self.root / RETIRED).glob("*/*.json"))]
         return [h for h in held if h is not None]
 
+    def placement(self, desired: DesiredImage, disk_format: str | None) -> Placement:
+        """The path (under ``path``) ``desired`` is written to; ``*`` stands for a format only the bytes tell."""
+        return Placement(name=_relative(desired, disk_format or "*"), vo=properties.vo_of(desired))
+
     def add(self, upload: Upload) -> str:
         desired = upload.desired
-        image = desired.image
-        relative = f"{_safe(desired.list_name)}/{_safe(image.identifier)}-{_safe(image.version)}.{upload.disk_format}"
+        relative = _relative(desired, upload.disk_format)
         destination = self.root / relative
         props = properties.properties(desired, tag=self.tag, disk_format=upload.disk_format,
                                       virtual_size=upload.virtual_size)
@@ -106,16 +109,20 @@ class DirectoryDriver:
                            (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     def _held(self, sidecar: Path, *, active: bool) -> Held | None:
-        props = self._read(sidecar).get("properties")
+        data = self._read(sidecar)
+        props = data.get("properties")
         if not isinstance(props, dict) or props.get("imagesync_tag") != self.tag:
             return None
         image_path = sidecar.with_suffix("")
         if not image_path.is_file():
             return None
         base = self.root / RETIRED if not active else self.root
+        size = data.get("size")
         return Held(target_id=str(image_path.relative_to(base)), list_name=props.get("imagesync_list"),
                     identifier=props.get("imagesync_image_id"), version=props.get("imagesync_version"),
-                    sha512=props.get("imagesync_sha512"), active=active, digest=props.get("imagesync_digest"))
+                    sha512=props.get("imagesync_sha512"), active=active, digest=props.get("imagesync_digest"),
+                    name=str(image_path.relative_to(self.root)), vo=props.get("ad_vo"),
+                    disk_format=props.get("disk_format"), size=size if isinstance(size, int) else None)
 
     def _locate(self, target_id: str) -> Path:
         for base in (self.root, self.root / RETIRED):
@@ -137,6 +144,11 @@ class DirectoryDriver:
             log.warning("target=%s ignoring unreadable sidecar %s: %s", self.name, sidecar, exc)
             return {}
         return data if isinstance(data, dict) else {}
+
+
+def _relative(desired: DesiredImage, disk_format: str) -> str:
+    image = desired.image
+    return f"{_safe(desired.list_name)}/{_safe(image.identifier)}-{_safe(image.version)}.{disk_format}"
 
 
 def _safe(value: str) -> str:

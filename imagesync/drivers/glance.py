@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import IO, Any
 
 import glanceclient
@@ -23,7 +23,7 @@ from imagesync.drivers.base import Capabilities, TargetError, Upload
 from imagesync.drivers.glance_errors import TargetCallError, calls
 from imagesync.drivers.glance_share import Sharing
 from imagesync.drivers.openstack_auth import AuthSpec, spec_for
-from imagesync.model import DesiredImage, Held, RetireMode
+from imagesync.model import DesiredImage, Held, Placement, RetireMode
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
@@ -152,9 +152,27 @@ class GlanceDriver:
                 self._client.images.reactivate(target_id)
         self._sharing.share_missing(target_id, desired)
 
-    def mapped_projects(self) -> dict[str, str]:
-        """VO -> project id for shared visibility (empty otherwise), for ``imagesync check``. Raises TargetError."""
+    def mapped_projects(self) -> dict[str, str | TargetError]:
+        """VO -> project id, or why not, for shared visibility (empty otherwise), for ``imagesync check``.
+        Raises TargetError when the mapping cannot be resolved at all."""
         return self._sharing.mapped_projects()
+
+    def placement(self, desired: DesiredImage, disk_format: str | None) -> Placement:
+        """Name, VO and project ``desired`` gets here, or the problem that stops it (an unmapped VO, a project
+        the imagesync user cannot use). Raises TargetError when Keystone cannot be asked."""
+        vo = properties.vo_of(desired)
+        where = Placement(name=properties.image_name(desired), vo=vo, format=disk_format)
+        if self.settings.visibility != "shared":
+            with self._calls("find the owner project"):
+                owner = self._spec.options.get("project_name") or str(self._session.get_project_id())
+            return replace(where, project=owner)
+        try:
+            self._sharing.members_for(desired)
+        except TargetCallError:
+            raise
+        except TargetError as exc:
+            return replace(where, project=self._sharing.project_of(vo), problem=exc.one_line())
+        return replace(where, project=self._sharing.project_of(vo))
 
     def retire(self, target_id: str, mode: RetireMode) -> None:
         if mode == "hide":
@@ -221,7 +239,7 @@ class GlanceDriver:
                         redact.text(str(exc)))
 
     def _calls(self, what: str) -> AbstractContextManager[None]:
-        return calls(self.name, what, self.settings.timeout)
+        return calls(self.name, what, self.settings.timeout, self._spec.options.get("auth_url"))
 
 
 @dataclass(frozen=True)
@@ -260,5 +278,6 @@ def _held(image: Any) -> Held:
                 identifier=image.get("imagesync_image_id"), version=image.get("imagesync_version"),
                 sha512=image.get("imagesync_sha512"),
                 active=image["status"] == "active" and not image.get("os_hidden", False),
-                digest=image.get("imagesync_digest"))
+                digest=image.get("imagesync_digest"), name=image.get("name"), vo=image.get("ad_vo"),
+                disk_format=image.get("disk_format"), size=image.get("size"))
 

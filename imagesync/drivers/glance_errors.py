@@ -13,13 +13,14 @@ from keystoneauth1 import exceptions as ks_exc
 
 from imagesync import redact
 from imagesync.drivers.base import TargetError
+from imagesync.drivers.unreachable import unreachable
 from imagesync.errors import ImagesyncError, brief
 
 
 @contextmanager
-def calls(target: str, what: str, timeout: float) -> Iterator[None]:
+def calls(target: str, what: str, timeout: float, auth_url: str | None = None) -> Iterator[None]:
     """Turn the client libraries' exceptions inside the block into TargetCallError about ``what`` on ``target``,
-    whose calls wait ``timeout`` seconds at most."""
+    whose calls wait ``timeout`` seconds at most and authenticate at ``auth_url``."""
     try:
         yield
     except ImagesyncError:
@@ -29,21 +30,22 @@ def calls(target: str, what: str, timeout: float) -> Iterator[None]:
         raise _target_error(target, what, f"Glance answered HTTP {code}: {brief(exc)}", code) from None
     except ks_exc.Unauthorized:
         raise _target_error(target, what, "Keystone refused the credentials (HTTP 401)", 401) from None
-    except ks_exc.ConnectFailure as exc:
-        raise _target_error(target, what, f"cannot connect: {brief(exc)}", 0, retry=True) from None
     except ks_exc.HttpError as exc:
         code = int(exc.http_status or 0)
         raise _target_error(target, what, f"HTTP {code}: {brief(exc)}", code) from None
     except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
-        raise _target_error(target, what, _cause(exc, timeout), 0, retry=True) from None
+        raise _target_error(target, what, _cause(exc, timeout, auth_url), 0, retry=True) from None
 
 
-def _cause(exc: BaseException, timeout: float) -> str:
+def _cause(exc: BaseException, timeout: float, auth_url: str | None) -> str:
     # glanceclient rewraps keystoneauth's timeout as "Error communicating with <URL> Request to <URL> timed out":
     # cut to one line's length, that says everything but what happened.
     if isinstance(exc, ks_exc.ConnectTimeout) or isinstance(exc.__context__, ks_exc.ConnectTimeout):
         return f"no answer within {timeout:g}s (timed out)"
-    return brief(exc)
+    found = unreachable(exc, auth_url)
+    if found is not None:
+        return found
+    return f"cannot connect: {brief(exc)}" if isinstance(exc, ks_exc.ConnectFailure) else brief(exc)
 
 
 class TargetCallError(TargetError):

@@ -15,6 +15,7 @@ from typing import Any
 from imagesync import mapping, properties
 from imagesync.config import TargetSettings
 from imagesync.drivers.base import TargetError
+from imagesync.drivers.keystone_projects import ProjectFinder
 from imagesync.drivers.openstack_auth import AuthSpec
 from imagesync.model import DesiredImage
 
@@ -30,23 +31,35 @@ class Sharing:
         self._client = client
         self._glance = glance
         self._calls = calls
-        self._members: dict[str, str] | None = None
+        self._members: dict[str, str | TargetError] | None = None
+        self._loaded: dict[str, mapping.ProjectRef] | None = None
 
     def members_for(self, desired: DesiredImage) -> list[str]:
-        """Project ids ``desired`` is to be shared with (none unless visibility is shared). Raises TargetError."""
+        """Project ids ``desired`` is to be shared with (none unless visibility is shared). Raises TargetError
+        when its VO is unmapped or its project unusable (the message says why)."""
         if self._settings.visibility != "shared":
             return []
         vo = properties.vo_of(desired)
-        projects = self._mapping()
-        if vo is None or vo not in projects:
+        found = self._mapping().get(vo) if vo is not None else None
+        if found is None:
             raise TargetError(f"VO {vo or '(none)'} of {desired.image.identifier} has no project in "
                               f"{self._settings.projects_file}", subject=f"target {self._settings.name}",
                               hint="add it to the mapping file, or use visibility private/community")
-        return [projects[vo]]
+        if isinstance(found, TargetError):
+            raise TargetError(found.message, subject=found.subject, hint=found.hint)
+        return [found]
 
-    def mapped_projects(self) -> dict[str, str]:
-        """VO -> project id for shared visibility (empty otherwise). Raises TargetError."""
-        return self._mapping() if self._settings.visibility == "shared" else {}
+    def mapped_projects(self) -> dict[str, str | TargetError]:
+        """VO -> project id, or why that VO's project cannot be used, for shared visibility (empty otherwise).
+        Raises TargetError when the mapping cannot be read or Keystone cannot be asked at all."""
+        return dict(self._mapping()) if self._settings.visibility == "shared" else {}
+
+    def project_of(self, vo: str | None) -> str | None:
+        """The project as the mapping file names it (name or id) for ``vo``; None when unmapped or not shared."""
+        if self._settings.visibility != "shared" or vo is None:
+            return None
+        ref = self._refs().get(vo)
+        return ref.project if ref is not None else None
 
     def share(self, image_id: str, members: list[str]) -> None:
         """Share ``image_id`` with each project and accept it there. Raises TargetError."""
@@ -74,34 +87,25 @@ class Sharing:
         with self._calls(f"accept the share of {image_id} in project {project_id}"):
             scoped.image_members.update(image_id, project_id, "accepted")
 
-    def _mapping(self) -> dict[str, str]:
+    def _refs(self) -> dict[str, mapping.ProjectRef]:
+        if self._settings.projects_file is None:
+            raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
+                              subject=f"target {self._settings.name}")
+        if self._loaded is None:
+            self._loaded = mapping.load(self._settings.projects_file)
+        return self._loaded
+
+    def _mapping(self) -> dict[str, str | TargetError]:
+        # Resolved once, each VO on its own: one VO's missing project fails that VO's images only.
         if self._members is None:
-            if self._settings.projects_file is None:
-                raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
-                                  subject=f"target {self._settings.name}")
-            refs = mapping.load(self._settings.projects_file)
+            finder = ProjectFinder(session=self._session, spec=self._spec, target=self._settings.name,
+                                   projects_file=self._settings.projects_file)
+            members: dict[str, str | TargetError] = {}
             with self._calls("resolve mapped projects"):
-                self._members = {vo: self._project_id(ref) for vo, ref in refs.items()}
+                for vo, ref in self._refs().items():
+                    try:
+                        members[vo] = finder.resolve(vo, ref)
+                    except TargetError as exc:
+                        members[vo] = exc
+            self._members = members
         return self._members
-
-    def _project_id(self, ref: mapping.ProjectRef) -> str:
-        # Resolved among the projects the imagesync user holds a role in (no admin needed): it needs one there
-        # anyway to accept the shares.
-        mine = self._session.get("/auth/projects", endpoint_filter={"service_type": "identity",
-                                                                     "interface": self._spec.interface}).json()
-        projects = mine.get("projects", [])
-        by_id = [p for p in projects if p["id"] == ref.project]
-        by_name = [p for p in projects if p["name"] == ref.project and _in_domain(p, ref.domain)]
-        if by_id or len(by_name) == 1:
-            return str((by_id or by_name)[0]["id"])
-        if len(by_name) > 1:
-            raise TargetError(f"project name {ref.project} is ambiguous: give its domain or its id in "
-                              f"{self._settings.projects_file}", subject=f"target {self._settings.name}")
-        raise TargetError(f"project {ref.project} of {self._settings.projects_file} is not among the projects the "
-                          "imagesync user holds a role in", subject=f"target {self._settings.name}",
-                          hint="grant it the member role there: it accepts the shares in that project")
-
-
-def _in_domain(project: dict[str, Any], domain: str | None) -> bool:
-    # /auth/projects gives domain ids only; the default domain's id is "default", its name "Default".
-    return domain is None or str(project.get("domain_id", "")).lower() == domain.lower()

@@ -29,13 +29,18 @@ class AuthSpec:
     verify: bool | str
     timeout: float | None = None  # seconds per call; None waits forever, so spec_for always sets it
 
-    def session(self, *, project_id: str | None = None) -> ks_session.Session:
-        """A session with this identity, optionally re-scoped to ``project_id``. Raises ConfigError."""
+    def session(self, *, project_id: str | None = None, project_name: str | None = None,
+                project_domain: str | None = None) -> ks_session.Session:
+        """A session with this identity, optionally re-scoped to ``project_id`` or to ``project_name`` in
+        ``project_domain`` (a domain name; default: the domain of the configured project). Raises ConfigError."""
         options = dict(self.options)
-        if project_id is not None:
-            for key in ("project_name", "project_domain_name", "project_domain_id", "tenant_name", "tenant_id"):
+        if project_id is not None or project_name is not None:
+            domain = self._project_domain(project_domain)
+            for key in ("project_id", "project_name", "project_domain_name", "project_domain_id", "tenant_name",
+                        "tenant_id"):
                 options.pop(key, None)
-            options["project_id"] = project_id
+            options.update({"project_id": project_id} if project_id is not None
+                           else {"project_name": project_name or "", **domain})
         loader: Any = loading.get_plugin_loader(self.auth_type)
         try:
             plugin = loader.load_from_options(**options)
@@ -43,6 +48,15 @@ class AuthSpec:
             names = ", ".join(o.dest for o in exc.options)
             raise ConfigError(f"auth ({self.auth_type}) lacks {names}") from None
         return ks_session.Session(auth=plugin, verify=self.verify, user_agent="imagesync", timeout=self.timeout)
+
+
+    def _project_domain(self, name: str | None) -> dict[str, str]:
+        if name:
+            return {"project_domain_name": name}
+        for key in ("project_domain_id", "project_domain_name", "user_domain_id", "user_domain_name"):
+            if self.options.get(key):
+                return {key.replace("user_", "project_"): self.options[key]}
+        return {"project_domain_id": "default"}
 
 
 def spec_for(target: TargetSettings) -> AuthSpec:

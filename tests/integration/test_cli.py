@@ -128,7 +128,8 @@ def test_config_error_exit_2_one_line(tmp_path: Path) -> None:
     path.write_text("download:\n  concurency: 3\n")
     result = run("lists", config=path)
     assert result.returncode == 2
-    assert result.stderr.strip() == f"imagesync: error: {path}: download.concurency: unknown key"
+    assert result.stderr.strip() == (f"imagesync: error: {path}: download.concurency: unknown key "
+                                    "(did you mean concurrency?)")
 
 
 def test_missing_config(tmp_path: Path) -> None:

@@ -228,7 +228,10 @@ def test_check_resolves_the_mapped_projects(env: Env) -> None:
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "OK    target  cloud: reachable, 0 image(s) tagged" in result.stdout
-    assert "2 mapped VO project(s) resolved" in result.stdout
+    projects = env.cloud.vo_projects
+    assert f"OK    project cloud VO beta.vo: project id {projects['vo-beta']}" in result.stdout
+    assert f"OK    project cloud VO demo.vo: project id {projects['vo-alpha']}" in result.stdout
+    assert "OK    mapping cloud: " in result.stdout and "every VO of the subscribed lists mapped (2)" in result.stdout
     assert env.cloud.user.password not in result.stdout + result.stderr
 
 
