@@ -45,6 +45,7 @@ class Context:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="imagesync", prog_name="imagesync", message="%(prog)s %(version)s")
 @click.option("--config", "config_arg", metavar="PATH", help="Config file (default: $IMAGESYNC_CONFIG or "
               "/etc/imagesync/imagesync.yaml).")
 @click.option("-v", "--verbose", count=True, help="More detail, tracebacks on errors.")
