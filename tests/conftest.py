@@ -6,7 +6,7 @@ import pytest
 
 from tests.support.samples import TestPKI, build_test_pki
 
-pytest_plugins = ["tests.devcloud.fixture"]
+pytest_plugins = ["tests.devcloud.fixture", "tests.support.install"]
 
 
 @pytest.fixture(scope="session")
