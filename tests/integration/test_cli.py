@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -15,6 +17,8 @@ import yaml
 from imagesync.demo.server import Fault
 from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
 from tests.devcloud.fixture import DevCloud
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -140,25 +144,77 @@ def test_missing_config(tmp_path: Path) -> None:
 def test_demo_command() -> None:
     result = run("demo")
     assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""  # the story only: log lines stay out of it without -v
     out = result.stdout
     assert "add             archive: demo/demo-alpine 1.0 (new image) -> done" in out
     assert "update          archive: demo/demo-alpine 2.0 (new version 2.0 (was 1.0)) -> done" in out
     assert "retire          archive: demo/demo-debian 1.0 (removed from list demo) -> done" in out
     assert "list demo: FAILED: demo: content does not match the signed digest (tampered)" in out
     assert "demo/demo-alpine 2.0 (active) demo/demo-alpine-2.0.qcow2" in out
+    assert out.count("exit code 0: success: everything was done") == 2
+    assert "exit code 3: nothing could be done: no list was fetched and verified" in out
+    steps = out[out.index("Next steps:"):]
+    assert f"{REPO / 'README.md'}, sections \"Install\" and \"Scheduling\"" in steps
+    assert f"the example config {REPO / 'etc' / 'imagesync.yaml'} to /etc/imagesync/" in steps
+
+
+def test_demo_verbose_shows_the_log_lines() -> None:
+    result = run("-v", "demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "list=demo image=demo-alpine version=1.0 target=archive action=add result=done" in result.stderr
+    assert "action=add" not in result.stdout
+
+
+def _demo_images(devcloud: DevCloud, stdout: str) -> list[Any]:
+    tag = next(line.split("tag ")[1].split(",")[0] for line in stdout.splitlines() if "Glance, tag" in line)
+    return list(devcloud.glance().images.list(filters={"tag": [tag]}))
+
+
+def _demo_env(devcloud: DevCloud) -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | devcloud.openstack_env()
 
 
 def test_demo_into_glance(devcloud: DevCloud) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")} | devcloud.openstack_env()
     result = subprocess.run([sys.executable, "-m", "imagesync", "demo", "--glance"], capture_output=True, text=True,
-                            env=env, timeout=300, check=False)
+                            env=_demo_env(devcloud), timeout=300, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "update          cloud: demo/demo-alpine 2.0 (new version 2.0 (was 1.0)) -> done" in result.stdout
     assert devcloud.user.password not in result.stdout + result.stderr
-    tag = next(line.split("tag ")[1].split(",")[0] for line in result.stdout.splitlines() if "Glance, tag" in line)
-    glance = devcloud.glance()
-    for image in list(glance.images.list(filters={"tag": [tag]})):
-        glance.images.delete(image["id"])
+    assert "removed the 3 image(s) the demo made in Glance" in result.stdout
+    assert _demo_images(devcloud, result.stdout) == []
+
+
+def test_demo_into_glance_interrupted_removes_its_images(devcloud: DevCloud) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "imagesync", "demo", "--glance"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_demo_env(devcloud) | {"PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:  # until the first round has uploaded both images
+        seen.append(line)
+        if line.startswith("target now holds:"):
+            break
+    proc.send_signal(signal.SIGINT)  # Ctrl-C
+    out, err = proc.communicate(timeout=120)
+    stdout = "".join(seen) + out
+    assert proc.returncode != 0, stdout + err
+    assert "removed the 2 image(s) the demo made in Glance" in stdout, stdout + err
+    assert _demo_images(devcloud, stdout) == []
+
+
+def test_bin_demo_glance_from_the_checkout_keeps_the_venv_editable(devcloud: DevCloud) -> None:
+    # No OS_*: bin/demo starts the checkout's own dev cloud (tests/devcloud), which needs the editable install
+    # that bin/test makes too; bin/demo used to replace it with a copy that could not find tests/devcloud.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_") and k != "PYTHONPATH"}
+    result = subprocess.run([str(REPO / "bin" / "demo"), "--glance"], capture_output=True, text=True, env=env,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "starting a local Keystone + Glance" in result.stdout
+    assert "removed the 3 image(s) the demo made in Glance" in result.stdout
+    python = REPO / ".venv" / "bin" / "python"
+    direct_url = subprocess.run([python, "-I", "-c", "import importlib.metadata as m; "
+                                 "print(m.distribution('imagesync').read_text('direct_url.json'))"],
+                                capture_output=True, text=True, check=True).stdout
+    assert json.loads(direct_url)["dir_info"] == {"editable": True}
 
 
 def test_check_reports_every_area(world: DemoWorld) -> None:
