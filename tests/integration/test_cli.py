@@ -205,10 +205,11 @@ def test_bin_demo_glance_from_the_checkout_keeps_the_venv_editable(devcloud: Dev
     # No OS_*: bin/demo starts the checkout's own dev cloud (tests/devcloud), which needs the editable install
     # that bin/test makes too; bin/demo used to replace it with a copy that could not find tests/devcloud.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_") and k != "PYTHONPATH"}
-    result = subprocess.run([str(REPO / "bin" / "demo"), "--glance"], capture_output=True, text=True, env=env,
+    result = subprocess.run([str(REPO / "bin" / "demo"), "-v", "--glance"], capture_output=True, text=True, env=env,
                             timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "starting a local Keystone + Glance" in result.stdout
+    assert "target=cloud action=add result=done" in result.stderr  # bin/demo passes -v on to imagesync
     assert "removed the 3 image(s) the demo made in Glance" in result.stdout
     python = REPO / ".venv" / "bin" / "python"
     direct_url = subprocess.run([python, "-I", "-c", "import importlib.metadata as m; "
