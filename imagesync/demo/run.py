@@ -83,9 +83,11 @@ def _round(echo: Echo, title: str, settings: config.Settings, world: DemoWorld) 
 
 
 def _next_steps(echo: Echo) -> None:
-    shipped = Path(sys.prefix) / "share" / "imagesync"  # where bin/install's venv carries the operator files
+    # A source checkout (editable install) first: its files are the live ones. Else where the wheel put them in
+    # the venv (/opt/imagesync/share/imagesync after bin/install).
     checkout = Path(__file__).resolve().parents[2]
-    base = shipped if (shipped / "etc" / "imagesync.yaml").is_file() else checkout
+    shipped = Path(sys.prefix) / "share" / "imagesync"
+    base = checkout if (checkout / "etc" / "imagesync.yaml").is_file() else shipped
     echo("\nNext steps:")
     echo(f'  1. read {base / "README.md"}, sections "Install" and "Scheduling"')
     echo(f"  2. bin/install copies the example config {base / 'etc' / 'imagesync.yaml'} to /etc/imagesync/;")

@@ -11,13 +11,16 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tests.support.install import OPERATOR_EDIT, REPO, Dists, Installation, run_install
+from imagesync.demo.world import build, demo_images
+from tests.support.install import OPERATOR_EDIT, REPO, Dists, Installation, installed_env, run_install
 
 AS_ROOT = os.geteuid() == 0
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -73,11 +76,45 @@ def test_layout_modes_and_owners(installation: Installation) -> None:
 
 
 def test_installed_command_reports_its_version_and_runs_the_demo(installation: Installation) -> None:
-    version = subprocess.run([installation.imagesync, "--version"], capture_output=True, text=True, check=False)
+    version = subprocess.run([installation.imagesync, "--version"], capture_output=True, text=True,
+                             env=installed_env(), check=False)
     assert (version.returncode, version.stdout) == (0, f"imagesync {VERSION}\n")
-    demo = subprocess.run([installation.imagesync, "demo"], capture_output=True, text=True, timeout=300, check=False)
+    demo = subprocess.run([installation.imagesync, "demo"], capture_output=True, text=True, timeout=300,
+                          env=installed_env(), check=False)
     assert demo.returncode == 0, demo.stdout + demo.stderr
     assert "retire          archive: demo/demo-debian 1.0 (removed from list demo) -> done" in demo.stdout
+    assert f"1. read {installation.path('/opt/imagesync/share/imagesync/README.md')}, sections" in demo.stdout
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="runs imagesync as the installed user (needs root)")
+def test_installed_user_can_check_and_plan(installation: Installation) -> None:
+    # README: `runuser -u imagesync -- imagesync check` (here the test's user, nobody, owns the directories).
+    with tempfile.TemporaryDirectory(prefix="imagesync-world-") as where, build(Path(where)) as world:
+        os.chmod(where, 0o755)
+        world.publish(demo_images())
+        config = yaml.safe_load(world.write_config().read_text())
+        config.update(state_dir=str(installation.path("/var/lib/imagesync")),
+                      cache_dir=str(installation.path("/var/cache/imagesync")),
+                      targets={"archive": {"driver": "directory", "path": str(Path(where) / "archive")}})
+        (Path(where) / "imagesync.yaml").write_text(yaml.safe_dump(config))
+        for path in [Path(where), *Path(where).rglob("*")]:
+            os.chown(path, pwd.getpwnam("nobody").pw_uid, -1)
+        out = {}
+        for command in ("check", "plan", "sync"):  # the last as the schedule runs it: state and cache written
+            done = subprocess.run(["runuser", "-u", "nobody", "--", str(installation.imagesync), "--config",
+                                   f"{where}/imagesync.yaml", command], capture_output=True, text=True,
+                                  timeout=120, env=installed_env(), check=False)
+            assert done.returncode == 0, done.stdout + done.stderr
+            out[command] = done.stdout
+        assert "add             archive: demo/demo-alpine 1.0 (new image) -> planned" in out["plan"]
+        assert _owner(installation.path("/var/lib/imagesync/state.db"))[0] == "nobody"
+
+
+def test_installed_command_completes(installation: Installation) -> None:
+    # README: _IMAGESYNC_COMPLETE=bash_source imagesync > /etc/bash_completion.d/imagesync
+    done = subprocess.run([installation.imagesync], env=installed_env(_IMAGESYNC_COMPLETE="bash_source"),
+                          capture_output=True, text=True, check=False)
+    assert done.returncode == 0 and "complete -o nosort -F _imagesync_completion imagesync" in done.stdout
 
 
 def test_second_install_keeps_what_the_operator_changed(installation: Installation) -> None:
@@ -95,6 +132,8 @@ def test_second_install_keeps_what_the_operator_changed(installation: Installati
 
 def test_options_are_checked_before_anything_is_written(tmp_path: Path) -> None:
     root = tmp_path / "root"
+    helped = run_install(REPO / "bin" / "install", root, "--help")
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: bin/install [--root DIR]")
     bad = run_install(REPO / "bin" / "install", root, "--scheduler", "weekly")
     assert (bad.returncode, bad.stderr) == (1, "bin/install: error: --scheduler must be auto, systemd, cron or none\n")
     unknown = run_install(REPO / "bin" / "install", root, "--destdir", "x")
@@ -114,3 +153,26 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = [str(REPO / "bin" / name) for name in ("install", "demo", "test")]
     done = subprocess.run(["shellcheck", *scripts], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout
+
+
+# Every command the README's Install and Scheduling sections show, and the test that runs it (with --root and the
+# test's user where the real one needs the machine).
+README_COMMANDS = {
+    "bin/install": "installation fixture (tests/support/install.py)",
+    "imagesync --version": "test_installed_command_reports_its_version_and_runs_the_demo",
+    "runuser -u imagesync -- imagesync check": "test_installed_user_can_check_and_plan",
+    "runuser -u imagesync -- imagesync plan": "test_installed_user_can_check_and_plan",
+    "_IMAGESYNC_COMPLETE=bash_source imagesync > /etc/bash_completion.d/imagesync": "test_installed_command_completes",
+    "bin/install --scheduler systemd --enable": "installation fixture, first install",
+    "bin/install --scheduler cron --enable": "installation fixture, second install",
+}
+
+
+def test_readme_shows_only_tested_commands() -> None:
+    readme = (REPO / "README.md").read_text()
+    shown = []
+    for heading in ("## Install\n", "## Scheduling\n"):
+        section = readme[readme.index(heading):].split("\n## ", 1)[0]
+        for block in section.split("```sh\n")[1:]:
+            shown += [line.split("  #")[0].strip() for line in block.split("```")[0].splitlines()]
+    assert sorted(shown) == sorted(README_COMMANDS)

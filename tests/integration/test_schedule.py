@@ -11,7 +11,6 @@ import pwd
 import re
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -167,18 +166,12 @@ def test_cron_command_passes_shellcheck(installation: Installation, tmp_path: Pa
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="logrotate's su needs root")
 def test_logrotate_entry_rotates_as_the_user(installation: Installation, tmp_path: Path) -> None:
-    # Not in the root itself: pytest's temporary directories are 0700, so nobody could not even reach it.
-    with tempfile.TemporaryDirectory(prefix="imagesync-logrotate-") as where:
-        os.chmod(where, 0o755)
-        log_dir = Path(where) / "imagesync"
-        shutil.copytree(installation.path("/var/log/imagesync"), log_dir)
-        installed = installation.path("/var/log/imagesync").stat()
-        os.chown(log_dir, installed.st_uid, installed.st_gid)
-        (log_dir / "rotate-me.log").write_text("a line\n")
-        entry = installation.path("/etc/logrotate.d/imagesync").read_text().replace("/var/log/", f"{where}/")
-        config = tmp_path / "logrotate.conf"
-        config.write_text(entry)
-        done = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
-                              capture_output=True, text=True, check=False)
-        assert (done.returncode, done.stderr) == (0, "")
-        assert (log_dir / "rotate-me.log.1").read_text() == "a line\n"
+    log_dir = installation.path("/var/log/imagesync")
+    (log_dir / "rotate-me.log").write_text("a line\n")
+    entry = installation.path("/etc/logrotate.d/imagesync").read_text().replace("/var/log/", f"{log_dir.parent}/")
+    config = tmp_path / "logrotate.conf"
+    config.write_text(entry)
+    done = subprocess.run(["logrotate", "--force", "--state", str(tmp_path / "state"), str(config)],
+                          capture_output=True, text=True, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (log_dir / "rotate-me.log.1").read_text() == "a line\n"

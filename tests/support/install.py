@@ -10,10 +10,12 @@ lacks): what a site upgrading from a wheel runs.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +57,15 @@ def system_python() -> str:
     return getattr(sys, "_base_executable", sys.executable)
 
 
+def installed_env(**extra: str) -> dict[str, str]:
+    """The environment for installed commands: without PYTHONPATH, which would import the checkout instead."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | extra
+
+
 def run_install(script: Path, root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run an installer script into ``root``; its output is returned (and shown when a test fails)."""
     command = ["bash", str(script), "--root", str(root), "--python", system_python(), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, env=installed_env(), check=False)
 
 
 def _timed(command: Sequence[str]) -> float:
@@ -78,9 +85,18 @@ def dists(tmp_path_factory: pytest.TempPathFactory) -> Dists:
 
 
 @pytest.fixture(scope="session")
-def installation(tmp_path_factory: pytest.TempPathFactory, dists: Dists) -> Installation:
+def installation(dists: Dists) -> Iterator[Installation]:
     """The temporary root after both installs (see the module docstring). Fails when either install fails."""
-    root = tmp_path_factory.mktemp("root")
+    # Not below pytest's 0700 temporary directory: the installed user (nobody) must reach its files, as on a host.
+    root = Path(tempfile.mkdtemp(prefix="imagesync-root-"))
+    try:
+        root.chmod(0o755)
+        yield _install_twice(root, dists)
+    finally:
+        shutil.rmtree(root)
+
+
+def _install_twice(root: Path, dists: Dists) -> Installation:
     user = ["--user", "nobody"] if os.geteuid() == 0 else []
     start = time.monotonic()
     first = run_install(REPO / "bin" / "install", root, "--scheduler", "systemd", "--enable", *user)
