@@ -148,6 +148,7 @@ def _without_checkout_path() -> dict[str, str]:
 
 def test_demo_command() -> None:
     # README: bin/demo (installs imagesync into .venv, editable, then runs `imagesync demo`)
+    _venv_up_to_date()  # pip's own output is not the demo's
     result = subprocess.run([str(REPO / "bin" / "demo")], capture_output=True, text=True, env=_without_checkout_path(),
                             timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -211,6 +212,8 @@ def test_demo_into_glance_interrupted_removes_its_images(devcloud: DevCloud) -> 
 def test_bin_demo_glance_from_the_checkout_keeps_the_venv_editable(devcloud: DevCloud) -> None:
     # README: bin/demo -v --glance. No OS_*: it starts the checkout's own dev cloud (tests/devcloud), which needs
     # the editable install that bin/test makes too; bin/demo used to replace it with a copy that could not find it.
+    # And it leaves an up-to-date .venv alone: pip rewriting it would break the imports of bin/test's other worker.
+    before = _venv_up_to_date()
     result = subprocess.run([str(REPO / "bin" / "demo"), "-v", "--glance"], capture_output=True, text=True,
                             env=_without_checkout_path(), timeout=600, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -222,6 +225,19 @@ def test_bin_demo_glance_from_the_checkout_keeps_the_venv_editable(devcloud: Dev
                                  "print(m.distribution('imagesync').read_text('direct_url.json'))"],
                                 capture_output=True, text=True, check=True).stdout
     assert json.loads(direct_url)["dir_info"] == {"editable": True}
+    assert _installed_record() == before
+
+
+def _venv_up_to_date() -> tuple[int, int]:
+    """Bring .venv up to date as bin/demo would (a no-op after bin/test); return _installed_record()."""
+    subprocess.run(["bash", "-c", '. bin/lib/venv.bash && ensure_venv ""'], cwd=REPO, env=_without_checkout_path(),
+                   check=True, capture_output=True, timeout=600)
+    return _installed_record()
+
+
+def _installed_record() -> tuple[int, int]:
+    (record,) = (REPO / ".venv" / "lib").glob("python3*/site-packages/imagesync-*.dist-info/RECORD")
+    return record.stat().st_ino, record.stat().st_mtime_ns
 
 
 def test_check_reports_every_area(world: DemoWorld) -> None:
