@@ -123,12 +123,15 @@ class DemoWorld:
         self.server.stop()
 
 
-def build(root: Path) -> DemoWorld:
-    """Make the PKI, start the HTTPS server (token-protected list path) and return the world."""
-    ca = pki.make_ca(_name((NameOID.DOMAIN_COMPONENT, "org"), (NameOID.DOMAIN_COMPONENT, "imagesync-demo"),
-                           (NameOID.COMMON_NAME, "imagesync Demo CA")))
-    signer = pki.make_leaf(ca, _name((NameOID.DOMAIN_COMPONENT, "org"), (NameOID.DOMAIN_COMPONENT, "imagesync-demo"),
-                                     (NameOID.ORGANIZATION_NAME, "Hosts"), (NameOID.COMMON_NAME, "lists.demo.invalid")))
+def build(root: Path, *, ca_subject: x509.Name | None = None, signer_subject: x509.Name | None = None) -> DemoWorld:
+    """Make the PKI (the demo's names unless given), start the HTTPS server (token-protected list path) and return
+    the world."""
+    ca = pki.make_ca(ca_subject or _name(
+        (NameOID.DOMAIN_COMPONENT, "org"), (NameOID.DOMAIN_COMPONENT, "imagesync-demo"),
+        (NameOID.COMMON_NAME, "imagesync Demo CA")))
+    signer = pki.make_leaf(ca, signer_subject or _name(
+        (NameOID.DOMAIN_COMPONENT, "org"), (NameOID.DOMAIN_COMPONENT, "imagesync-demo"),
+        (NameOID.ORGANIZATION_NAME, "Hosts"), (NameOID.COMMON_NAME, "lists.demo.invalid")))
     tls = pki.make_server_credential(ca)
     server = ListServer(tls.cert_pem, tls.key_pem).start()
     token = secrets.token_urlsafe(24)

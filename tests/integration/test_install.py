@@ -153,26 +153,3 @@ def test_shell_scripts_pass_shellcheck() -> None:
     scripts = ["bin/install", "bin/demo", "bin/test", "bin/lib/venv.bash"]
     done = subprocess.run(["shellcheck", "-x", *scripts], capture_output=True, text=True, cwd=REPO, check=False)
     assert done.returncode == 0, done.stdout
-
-
-# Every command the README's Install and Scheduling sections show, and the test that runs it (with --root and the
-# test's user where the real one needs the machine).
-README_COMMANDS = {
-    "bin/install": "installation fixture (tests/support/install.py)",
-    "imagesync --version": "test_installed_command_reports_its_version_and_runs_the_demo",
-    "runuser -u imagesync -- imagesync check": "test_installed_user_can_check_and_plan",
-    "runuser -u imagesync -- imagesync plan": "test_installed_user_can_check_and_plan",
-    "_IMAGESYNC_COMPLETE=bash_source imagesync > /etc/bash_completion.d/imagesync": "test_installed_command_completes",
-    "bin/install --scheduler systemd --enable": "installation fixture, first install",
-    "bin/install --scheduler cron --enable": "installation fixture, second install",
-}
-
-
-def test_readme_shows_only_tested_commands() -> None:
-    readme = (REPO / "README.md").read_text()
-    shown = []
-    for heading in ("## Install\n", "## Scheduling\n"):
-        section = readme[readme.index(heading):].split("\n## ", 1)[0]
-        for block in section.split("```sh\n")[1:]:
-            shown += [line.split("  #")[0].strip() for line in block.split("```")[0].splitlines()]
-    assert sorted(shown) == sorted(README_COMMANDS)
