@@ -190,6 +190,27 @@ class Section:
             self.fail(key, "expected a list of strings")
         return tuple(value)
 
+    def argv(self, key: str) -> tuple[str, ...]:
+        """A command as a list of arguments (numbers taken as text); a string is refused: no shell ever runs it."""
+        value = self._take(key, False)
+        if isinstance(value, str):
+            self.fail(key, f"expected a list of arguments such as [{value.split()[0] if value.split() else 'cmd'}, "
+                      "...], not a string: commands are run without a shell")
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            self.fail(key, "expected a non-empty list of arguments, the command first")
+        return tuple(str(v) for v in value)
+
+    def section_list(self, key: str) -> Iterator[Section]:
+        """Each mapping of a list of mappings, keyed ``key[0]``, ``key[1]``, ..."""
+        value = self._take(key, False)
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self.fail(key, "expected a list of mappings")
+        for index, item in enumerate(value):
+            yield Section.of(item, source=self._source, key=f"{self._dotted(key)}[{index}]")
+
     def string_map(self, key: str) -> dict[str, str]:
         sec = self.section(key)
         result: dict[str, str] = {}
