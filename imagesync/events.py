@@ -6,7 +6,8 @@ retry of a webhook), ``kind``, ``time`` and ``host``; then what the kind is abou
 - ``image-added`` / ``image-updated`` / ``image-retired``: ``list``, ``image``, ``version``, ``title``, ``vo``,
   ``target``, ``target_id``, ``action``, ``reason``, ``result`` (``done`` or ``failed``), ``error``, ``bytes``
   (uploaded); an update also names the ids of the old versions it retires in ``supersedes``;
-- ``list-failed``: ``list``, ``url`` (without credentials), ``error``, ``expired``;
+- ``list-failed``: ``list``, ``url`` (without credentials), ``result`` (``failed``), ``error``, ``expired`` (verified
+  but past its ``dc:date:expires``);
 - ``run-finished``: ``exit_code``, ``result`` (``ok``, ``partial``, ``nothing-done``, ``error``), ``error`` (why a
   run stopped early, else null), ``started_at``, ``finished_at``, ``summary`` (as in the JSON report), ``lists`` and
   ``targets`` (name, status, error).
@@ -106,8 +107,8 @@ def for_list(outcome: ListOutcome, *, now: datetime) -> Event | None:
     if outcome.status != "failed":
         return None
     return _event("list-failed", now, {
-        "list": outcome.settings.name, "url": redact.url(outcome.settings.url), "error": outcome.error,
-        "expired": outcome.desire.expired,
+        "list": outcome.settings.name, "url": redact.url(outcome.settings.url), "result": "failed",
+        "error": outcome.error, "expired": outcome.desire.expired,
     })
 
 

@@ -51,13 +51,16 @@ class TargetRuntime:
 
 class Executor:
     def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
-                 cache_dir: Path, max_size: int, now: Callable[[], datetime]) -> None:
+                 cache_dir: Path, max_size: int, now: Callable[[], datetime],
+                 on_result: Callable[[ActionResult], None] | None = None) -> None:
+        """``on_result`` is told of each action as it completes (events); it must not raise."""
         self.store = store
         self.targets = targets
         self.downloader = downloader
         self.cache_dir = cache_dir
         self.max_size = max_size
         self.now = now
+        self.on_result = on_result
         self._downloads: dict[str, Downloaded | DownloadError] = {}
 
     def run(self, plan: Plan) -> list[ActionResult]:
@@ -86,6 +89,8 @@ class Executor:
             result = ActionResult(action, "failed", redact.text(f"unexpected error: {type(exc).__name__}: {exc}"),
                                   action.target_id)
         log_action(result, seconds=time.monotonic() - started)
+        if self.on_result is not None:
+            self.on_result(result)
         return result
 
     def _one(self, action: Action) -> ActionResult:

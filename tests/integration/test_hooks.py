@@ -10,30 +10,13 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from imagesync import events, hooks
 from imagesync.events import Event
 from imagesync.pipeline import SyncResult
-
-RECORDER = """\
-import json, os, sys
-with open(sys.argv[1], "a") as out:
-    out.write(json.dumps({"stdin": sys.stdin.read(), "env": dict(os.environ), "argv": sys.argv[2:]}) + "\\n")
-"""
-
-
-def recorder(tmp_path: Path) -> tuple[list[str], Path]:
-    script = tmp_path / "record.py"
-    script.write_text(RECORDER)
-    out = tmp_path / "calls.jsonl"
-    return [sys.executable, str(script), str(out)], out
-
-
-def calls(out: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in out.read_text().splitlines()] if out.exists() else []
+from tests.support.hookscript import calls, recorder
 
 
 def event() -> Event:
