@@ -87,7 +87,8 @@ def _masked(value: Any) -> Any:
 
 
 def for_action(result: ActionResult, *, now: datetime) -> Event | None:
-    """The event of an add, update or retire that completed (done or failed); None for other actions."""
+    """The event of an add, update or retire that completed (done or failed); None for other actions.
+    Raises nothing."""
     action = result.action
     kind = _KINDS.get(action.kind)
     if kind is None or result.status not in ("done", "failed"):
@@ -103,7 +104,8 @@ def for_action(result: ActionResult, *, now: datetime) -> Event | None:
 
 
 def for_list(outcome: ListOutcome, *, now: datetime) -> Event | None:
-    """The ``list-failed`` event of a list that could not be fetched, verified, parsed or accepted; else None."""
+    """The ``list-failed`` event of a list that could not be fetched, verified, parsed or accepted; else None.
+    Raises nothing."""
     if outcome.status != "failed":
         return None
     return _event("list-failed", now, {
@@ -113,7 +115,8 @@ def for_list(outcome: ListOutcome, *, now: datetime) -> Event | None:
 
 
 def run_finished(result: SyncResult, *, exit_code: int, now: datetime) -> Event:
-    """The ``run-finished`` event of a run that got a result; ``exit_code`` is the one the process exits with."""
+    """The ``run-finished`` event of a run that got a result; ``exit_code`` is the one the process exits with.
+    Raises nothing."""
     return _event("run-finished", now, {
         "exit_code": exit_code, "result": _RESULTS.get(exit_code, "error"), "error": None,
         "started_at": _iso(result.started_at), "finished_at": _iso(result.finished_at or now),
@@ -124,7 +127,8 @@ def run_finished(result: SyncResult, *, exit_code: int, now: datetime) -> Event:
 
 
 def run_stopped(error: str, *, exit_code: int, started_at: datetime, now: datetime) -> Event:
-    """The ``run-finished`` event of a run that stopped before it had a result (state.db unusable, ...)."""
+    """The ``run-finished`` event of a run that stopped before it had a result (state.db unusable, ...).
+    Raises nothing."""
     return _event("run-finished", now, {
         "exit_code": exit_code, "result": "error", "error": error, "started_at": _iso(started_at),
         "finished_at": _iso(now), "summary": None, "lists": [], "targets": [],

@@ -73,7 +73,12 @@ def _hooks(sec: Section, base: Path) -> tuple[Hook, ...]:
 
 def _webhook(sec: Section, base: Path) -> Webhook:
     url = sec.string("url", required=True) or ""
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises for a port that is no number or out of range
+    except ValueError:
+        sec.fail("url", "not a valid URL")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         sec.fail("url", "expected an http:// or https:// URL")
     secret = sec.secret_file("secret_file", base) if sec.has("secret_file") else None
     redact.register(secret)

@@ -32,7 +32,8 @@ _STDERR_TAIL = 300
 
 
 def environment(event: Event, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a hook: the harmless part of ``base`` (default: ours) plus the event's variables."""
+    """The environment of a hook: the harmless part of ``base`` (default: ours) plus the event's variables.
+    Raises nothing."""
     source = os.environ if base is None else base
     env = {key: value for key, value in source.items() if key in _PASSED or key.startswith("LC_")}
     env.setdefault("PATH", _DEFAULT_PATH)

@@ -76,14 +76,16 @@ class Notifier:
     # -- what the run reports ------------------------------------------------------------------------------------
 
     def lists_loaded(self, outcomes: list[ListOutcome]) -> None:
+        """Queue ``list-failed`` for each list that failed. Raises nothing."""
         for outcome in outcomes:
             self._post(events.for_list(outcome, now=self._clock()))
 
     def action_done(self, result: ActionResult) -> None:
+        """Queue the event of a completed add, update or retire. Raises nothing."""
         self._post(events.for_action(result, now=self._clock()))
 
     def finished(self, result: SyncResult) -> None:
-        """Send ``run-finished`` for a run with a result; ``result.exit_code`` must be final."""
+        """Queue ``run-finished`` for a run with a result; ``result.exit_code`` must be final. Raises nothing."""
         self._finished = True
         self._post(events.run_finished(result, exit_code=result.exit_code, now=self._clock()))
 
@@ -102,7 +104,7 @@ class Notifier:
         self.close(wait=not isinstance(exc, KeyboardInterrupt))
 
     def close(self, *, wait: bool = True) -> None:
-        """Deliver what is queued (with ``wait``), then release the webhooks' connections."""
+        """Deliver what is queued (with ``wait``), then release the webhooks' connections. Raises nothing."""
         if self._thread is not None:
             self._queue.put(None)
             if not wait:

@@ -41,12 +41,14 @@ _DELAY_CAP = 60.0
 
 
 def signature(secret: str, body: bytes) -> str:
-    """The value of the signature header for ``body``: ``sha256=`` and the hex HMAC-SHA256 under ``secret``."""
+    """The value of the signature header for ``body``: ``sha256=`` and the hex HMAC-SHA256 under ``secret``.
+    Raises nothing."""
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def display_name(url: str) -> str:
-    """``scheme://host[:port]`` of a webhook URL: enough to recognise it, never its path, query or userinfo."""
+    """``scheme://host[:port]`` of a webhook URL: enough to recognise it, never its path, query or userinfo.
+    Raises ValueError for a port that is no number (the configuration refuses such URLs)."""
     parts = urlsplit(url)
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{parts.hostname}{port}"

@@ -60,6 +60,7 @@ def test_a_shell_string_is_refused_with_the_list_form_to_write(tmp_path: Path) -
     ("webhooks: [https://x.example]\n", r"webhooks\[0\]: expected a mapping"),
     ("webhooks: [{events: [run-finished]}]\n", r"webhooks\[0\].url: required"),
     ("webhooks: [{url: ftp://x.example/h}]\n", r"webhooks\[0\].url: expected an http:// or https:// URL"),
+    ("webhooks: [{url: 'https://x.example:99999/h'}]\n", r"webhooks\[0\].url: not a valid URL"),
     ("webhooks: [{url: https://x.example, events: [run-done]}]\n", r"webhooks\[0\].events: 'run-done' is not an"),
     ("webhooks: [{url: https://x.example, secret: abc}]\n", r"webhooks\[0\].secret: unknown key"),
     ("webhooks: [{url: https://x.example, retries: 11}]\n", r"webhooks\[0\].retries: 11 is out of range"),
