@@ -80,6 +80,11 @@ class _Bars:
         finally:
             bar.refresh()  # the final count, rate and time, drawn once before the bar goes
             bar.close()
+            # tqdm leaves the cursor after the blanks of a closed bar below the first line; the next record must
+            # start at the left margin, not there.
+            with self._tqdm.get_lock():
+                self._stream.write("\r")
+                self._stream.flush()
 
 
 @contextmanager
