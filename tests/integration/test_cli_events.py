@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,10 @@ import yaml
 from imagesync import config as configuration
 from imagesync import lock, pipeline
 from imagesync.demo import pki
-from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
+from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, build, demo_images
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
+from tests.devcloud.fixture import DevCloud
 from tests.support.hookscript import calls, recorder
 from tests.support.receiver import Receiver
 
@@ -211,3 +213,25 @@ def test_a_signed_webhook_over_https_trusted_through_the_ca_directory(world: Dem
     assert all(d.signed_with("webhook-hmac-secret") for d in receiver.deliveries)
     assert all(b"webhook-hmac-secret" not in d.body and world.token.encode() not in d.body
                for d in receiver.deliveries)
+
+
+def test_an_image_bound_to_fail_is_notified_as_a_failed_add(vo_access: DevCloud, world: DemoWorld) -> None:
+    alpine, debian = demo_images()
+    world.publish([alpine, DemoImage(debian.identifier, debian.version, debian.title, debian.data, vo="unmapped.vo")])
+    mapping = world.root / "mapping.json"
+    mapping.write_text(json.dumps({"demo.vo": {"project": "vo-alpha", "domain": "Default"}}))
+    tag = f"imagesync-{uuid.uuid4().hex[:8]}"
+    hooks, out = every_event(world)
+    target = {"driver": "glance", "region": vo_access.region, "visibility": "shared", "projects_file": str(mapping),
+              "tag": tag, "auth": vo_access.password_auth()}
+    try:
+        result = run("sync", config=world.write_config({"targets": {"cloud": target}, "hooks": hooks}))
+    finally:
+        glance = vo_access.glance()
+        for image in glance.images.list(filters={"tag": [tag]}):
+            glance.images.delete(image["id"])
+    assert result.returncode == 1, result.stderr
+    # The unmapped one is known to fail before anything is downloaded: its event comes first.
+    assert summary(calls(out)) == [("image-added", "demo-debian", "failed"), ("image-added", "demo-alpine", "done"),
+                                   ("run-finished", "1")]
+    assert "unmapped.vo" in json.loads(calls(out)[0]["stdin"])["error"]
