@@ -55,6 +55,7 @@ class Notifier:
         self._senders = senders
         self._clock = clock
         self._started_at = clock()
+        self._silent = not settings.hooks and not senders  # then no document is even built
         self._queue: queue.Queue[Event | None] = queue.Queue()
         self._thread: threading.Thread | None = None
         self._finished = False
@@ -77,24 +78,28 @@ class Notifier:
 
     def lists_loaded(self, outcomes: list[ListOutcome]) -> None:
         """Queue ``list-failed`` for each list that failed. Raises nothing."""
+        if self._silent:
+            return
         for outcome in outcomes:
             self._post(events.for_list(outcome, now=self._clock()))
 
     def action_done(self, result: ActionResult) -> None:
         """Queue the event of a completed add, update or retire. Raises nothing."""
-        self._post(events.for_action(result, now=self._clock()))
+        if not self._silent:
+            self._post(events.for_action(result, now=self._clock()))
 
     def finished(self, result: SyncResult) -> None:
         """Queue ``run-finished`` for a run with a result; ``result.exit_code`` must be final. Raises nothing."""
         self._finished = True
-        self._post(events.run_finished(result, exit_code=result.exit_code, now=self._clock()))
+        if not self._silent:
+            self._post(events.run_finished(result, exit_code=result.exit_code, now=self._clock()))
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if isinstance(exc, Exception) and not self._finished:
+        if isinstance(exc, Exception) and not self._finished and not self._silent:
             code = exc.exit_code if isinstance(exc, ImagesyncError) else EXIT_PARTIAL
             if code != EXIT_LOCKED:  # another run is at work: nothing went wrong, nothing to report
                 error = exc.one_line() if isinstance(exc, ImagesyncError) else \
