@@ -6,7 +6,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
@@ -35,9 +35,18 @@ def write_bytes(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-def copy_file(source: Path, destination: Path) -> None:
+def copy_file(source: Path, destination: Path, on_read: Callable[[int], object] | None = None) -> None:
+    """Copy ``source`` atomically over ``destination``, telling ``on_read`` the size of each block. Raises OSError."""
     with replacing(destination) as handle, source.open("rb") as src:
-        shutil.copyfileobj(src, handle, 8 * 1024 * 1024)
+        if on_read is None:
+            shutil.copyfileobj(src, handle, _COPY_BLOCK)
+            return
+        while block := src.read(_COPY_BLOCK):
+            handle.write(block)
+            on_read(len(block))
+
+
+_COPY_BLOCK = 8 * 1024 * 1024
 
 
 def fsync_dir(directory: Path) -> None:

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from imagesync import atomic, config, gc, logs, metrics, patience, pipeline, redact, report
+from imagesync import atomic, config, gc, logs, metrics, notify, patience, pipeline, progress, redact, report
 from imagesync.config import Endorser, ListSettings, Settings
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
 from imagesync.gather import ListStage, make_fetcher, make_verifier
@@ -170,16 +170,21 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
         raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",
                           subject=str(settings.source))
     recorder = metrics.Recorder.for_run(settings, dry_run=dry_run)
-    result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names, finish=recorder)
-    if recorder is not None and recorder.error is not None:
-        result.exit_code = max(result.exit_code, EXIT_PARTIAL)  # alerts would read a stale file: not a success
-    data = report.sync_json(result)
-    if report_file is not None:
-        atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
-    if fmt == "json":
-        _print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
-    elif not obj.quiet:
-        click.echo(report.sync_text(result))
+    # Leaving the notifier waits for the deliveries; bars only on a terminal, never with -q.
+    with notify.Notifier.for_run(settings, dry_run=dry_run) as notifier, \
+            progress.on_terminal(enabled=not obj.quiet) as bars:
+        result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names, finish=recorder,
+                               observer=notifier, progress=bars)
+        if recorder is not None and recorder.error is not None:
+            result.exit_code = max(result.exit_code, EXIT_PARTIAL)  # alerts would read a stale file: not a success
+        notifier.finished(result)
+        data = report.sync_json(result)
+        if report_file is not None:
+            atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
+        if fmt == "json":
+            _print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
+        elif not obj.quiet:
+            click.echo(report.sync_text(result))
     sys.exit(result.exit_code)
 
 

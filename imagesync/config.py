@@ -15,10 +15,11 @@ from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from imagesync import redact
+from imagesync import hookconfig, redact
 from imagesync.configread import Section, parse_duration, read_yaml
 from imagesync.errors import ConfigError
 from imagesync.fetch import split_userinfo
+from imagesync.hookconfig import EventSettings
 from imagesync.logs import FACILITIES
 from imagesync.netguard import Network, parse_networks
 
@@ -122,6 +123,7 @@ class Settings:
     # node_exporter textfile written at the end of every run that is not a dry run (imagesync.metrics).
     metrics_file: Path | None = None
     log: LogSettings = LogSettings()
+    events: EventSettings = field(default_factory=EventSettings)  # hooks, hook_timeout, webhooks (imagesync.notify)
 
     def list_named(self, name: str) -> ListSettings | None:
         return next((item for item in self.lists if item.name == name), None)
@@ -151,13 +153,14 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     targets = tuple(_target(sec, base) for sec in root.named_sections("targets"))
     metrics_file = root.optional_path("metrics_file", base)
     log = _log(root.section("log"), base)
+    events = hookconfig.read(root, base)
     root.finish()
     if lists_file is None and DEFAULT_LISTS_FILE.exists():
         lists_file = DEFAULT_LISTS_FILE
     extra = _read_lists_file(lists_file, explicit) if lists_file is not None else ()
     return Settings(source=source, state_dir=state_dir, cache_dir=cache_dir, image_lists_file=lists_file,
                     trust=trust, download=download, lists=explicit + extra, targets=targets,
-                    metrics_file=metrics_file, log=log)
+                    metrics_file=metrics_file, log=log, events=events)
 
 
 DEFAULT_LISTS_FILE = Path("/etc/imagesync/image-lists.conf")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import difflib
 import logging
-import math
 import os
 import re
 import stat
@@ -20,43 +19,10 @@ import yaml
 
 from imagesync import redact
 from imagesync.errors import ConfigError, brief
+from imagesync.units import parse_duration, parse_size
 
 log = logging.getLogger(__name__)
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4,
-          "ki": 1024, "mi": 1024**2, "gi": 1024**3, "ti": 1024**4}
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw]?)\s*$")
-_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _BOOLEAN_WORDS = {False: ("off", "no", "false"), True: ("on", "yes", "true")}
-
-
-def parse_size(value: object) -> int:
-    """``10GiB``, ``500MB``, ``1024`` -> bytes. Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, int) and value >= 0:
-        return value
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ValueError(value)
-    unit = (match.group(2) or "").lower().removesuffix("b")
-    size = float(match.group(1)) * _UNITS[unit]
-    if not math.isfinite(size):
-        raise ValueError(value)
-    return int(size)
-
-
-def parse_duration(value: object) -> timedelta:
-    """``7d``, ``12h``, ``30m``, ``45s``, ``3600`` -> timedelta. Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    match = _DURATION.match(str(value))
-    if not match:
-        raise ValueError(value)
-    try:
-        return timedelta(seconds=int(match.group(1)) * _SECONDS[match.group(2)])
-    except OverflowError:
-        raise ValueError(value) from None
 
 
 def read_yaml(path: Path) -> object:
@@ -190,6 +156,27 @@ class Section:
             self.fail(key, "expected a list of strings")
         return tuple(value)
 
+    def argv(self, key: str) -> tuple[str, ...]:
+        """A command as a list of arguments (numbers taken as text); a string is refused: no shell ever runs it."""
+        value = self._take(key, False)
+        if isinstance(value, str):
+            self.fail(key, f"expected a list of arguments such as [{value.split()[0] if value.split() else 'cmd'}, "
+                      "...], not a string: commands are run without a shell")
+        if not isinstance(value, list) or not value or not all(
+                isinstance(v, str | int | float) and not isinstance(v, bool) for v in value):
+            self.fail(key, "expected a non-empty list of arguments, the command first")
+        return tuple(str(v) for v in value)
+
+    def section_list(self, key: str) -> Iterator[Section]:
+        """Each mapping of a list of mappings, keyed ``key[0]``, ``key[1]``, ..."""
+        value = self._take(key, False)
+        if value is None:
+            return
+        if not isinstance(value, list):
+            self.fail(key, "expected a list of mappings")
+        for index, item in enumerate(value):
+            yield Section.of(item, source=self._source, key=f"{self._dotted(key)}[{index}]")
+
     def string_map(self, key: str) -> dict[str, str]:
         sec = self.section(key)
         result: dict[str, str] = {}
@@ -297,3 +284,7 @@ class Section:
         if not secret:
             self.fail(key, f"environment variable {variable} is not set or empty")
         return secret
+
+
+# parse_size and parse_duration live in imagesync.units; still importable from here, their first home.
+__all__ = ["Section", "parse_duration", "parse_size", "read_yaml"]

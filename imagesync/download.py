@@ -31,6 +31,7 @@ from imagesync.fetch import FetchPolicy
 from imagesync.logs import fields
 from imagesync.neterrors import AttemptFailed, check_status, request_failure
 from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.progress import NO_PROGRESS, Progress
 from imagesync.stream import Partial, Sink, body_reader, file_sha512
 from imagesync.tls import trusting_session
 
@@ -104,9 +105,9 @@ class Downloader:
 
     def __init__(self, cache_dir: Path, policy: DownloadPolicy, *, ca_dir: Path | None = None,
                  session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
-                 resolve: Resolver = system_resolver) -> None:
-        """Prepare the cache and the session; ``resolve`` answers name lookups of image hosts (a test seam).
-        Raises FetchError if ``ca_dir`` cannot be read."""
+                 resolve: Resolver = system_resolver, progress: Progress = NO_PROGRESS) -> None:
+        """Prepare the cache and the session; ``resolve`` answers name lookups of image hosts (a test seam); each
+        download is shown by ``progress``. Raises FetchError if ``ca_dir`` cannot be read."""
         self._images = Path(cache_dir) / "images"
         self._partials = Path(cache_dir) / "partial"
         self._root = Path(cache_dir)
@@ -115,6 +116,7 @@ class Downloader:
                                          retries=policy.retries, backoff=policy.backoff, ca_dir=ca_dir)
         self._session = trusting_session(ca_dir, session, guard=AddressGuard(policy.allowed_networks, resolve))
         self._sleep = sleep
+        self._progress = progress
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._bytes_fetched = 0
@@ -208,8 +210,8 @@ class Downloader:
             raise DownloadError(f"size {request.size} bytes exceeds max_image_size {self._policy.max_image_size}",
                                 subject=request.name, hint="raise download.max_image_size if this image is wanted")
         self._partials.mkdir(parents=True, exist_ok=True)
-        with self._admitted(request):
-            partial = Partial(self._partials / f"{request.sha512}.partial")
+        with self._admitted(request), self._progress.meter(f"download {request.name}", request.size) as meter:
+            partial = Partial(self._partials / f"{request.sha512}.partial", meter)
             partial.load(request.size, self._policy.chunk_size)
             self._attempts(request, partial)
             path = self._promote(request, partial)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -22,6 +22,7 @@ from imagesync.errors import ImagesyncError
 from imagesync.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.logs import fields
 from imagesync.model import Action, Plan, RetireMode
+from imagesync.progress import NO_PROGRESS, Progress
 from imagesync.state import StateStore, TargetImageRecord
 from imagesync.stream import file_sha512
 
@@ -51,13 +52,18 @@ class TargetRuntime:
 
 class Executor:
     def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
-                 cache_dir: Path, max_size: int, now: Callable[[], datetime]) -> None:
+                 cache_dir: Path, max_size: int, now: Callable[[], datetime],
+                 on_result: Callable[[ActionResult], None] | None = None, progress: Progress = NO_PROGRESS) -> None:
+        """``on_result`` is told of each action as it completes (events; it must not raise); ``progress`` shows
+        each upload."""
         self.store = store
         self.targets = targets
         self.downloader = downloader
         self.cache_dir = cache_dir
         self.max_size = max_size
         self.now = now
+        self.on_result = on_result
+        self.progress = progress
         self._downloads: dict[str, Downloaded | DownloadError] = {}
 
     def run(self, plan: Plan) -> list[ActionResult]:
@@ -86,6 +92,8 @@ class Executor:
             result = ActionResult(action, "failed", redact.text(f"unexpected error: {type(exc).__name__}: {exc}"),
                                   action.target_id)
         log_action(result, seconds=time.monotonic() - started)
+        if self.on_result is not None:
+            self.on_result(result)
         return result
 
     def _one(self, action: Action) -> ActionResult:
@@ -120,7 +128,9 @@ class Executor:
             upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
                             virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
                             sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
-            target_id = runtime.driver.add(upload)
+            with self.progress.meter(f"upload {action.target}: {action.list_name}/{image.identifier}",
+                                     upload.size) as meter:
+                target_id = runtime.driver.add(replace(upload, meter=meter))
             sent = upload.size
         except (ImagesyncError, OSError) as exc:
             error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"

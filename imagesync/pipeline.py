@@ -9,6 +9,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 from imagesync import lock, placement, preflight, state_open
 from imagesync.config import Settings, TargetSettings
@@ -20,6 +21,7 @@ from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier
 from imagesync.logs import fields
 from imagesync.model import Held, Plan, TargetPolicy
 from imagesync.plan import diff
+from imagesync.progress import NO_PROGRESS, Progress
 from imagesync.reconcile import reconcile
 from imagesync.state import StateStore
 
@@ -50,6 +52,14 @@ class SyncResult:
     exit_code: int = EXIT_OK
 
 
+class RunObserver(Protocol):
+    """Told what a run (not a dry run) did as it goes: the events of :mod:`imagesync.notify`. Must not raise."""
+
+    def lists_loaded(self, outcomes: list[ListOutcome]) -> None: ...
+
+    def action_done(self, result: ActionResult) -> None: ...
+
+
 def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = ()) -> list[ListOutcome]:
     """Fetch, verify, parse and check lists without touching any state (``lists``, ``check``)."""
     return gather_lists(settings, None, names, now, record=False)
@@ -57,11 +67,13 @@ def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] =
 
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
          clock: Callable[[], datetime] = utcnow,
-         finish: Callable[[SyncResult, StateStore], None] | None = None) -> SyncResult:
+         finish: Callable[[SyncResult, StateStore], None] | None = None,
+         observer: RunObserver | None = None, progress: Progress = NO_PROGRESS) -> SyncResult:
     """One run. ``finish`` is called with the result and the state, still locked, once the run is recorded (the
-    CLI writes the metrics there, DESIGN §1). Raises LockHeldError (another run), StateError (state.db unusable),
-    ConfigError (also for an unwritable state_dir or cache_dir, a missing or malformed projects_file), and what
-    ``finish`` raises; everything else ends up in the result."""
+    CLI writes the metrics there, DESIGN §1); ``observer`` hears of the lists and of each action, never in a dry
+    run; ``progress`` shows downloads and uploads. Raises LockHeldError (another run), StateError (state.db
+    unusable), ConfigError (also for an unwritable state_dir or cache_dir, a missing or malformed projects_file),
+    and what ``finish`` raises; everything else ends up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
     chosen = [t for t in settings.targets if not targets or t.name in targets]
     preflight.require(settings, chosen, dry_run=dry_run)
@@ -71,6 +83,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         store = stack.enter_context(open_state(settings, dry_run))
         run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
         result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
+        if observer is not None and not dry_run:
+            observer.lists_loaded(result.lists)
         runtimes, inventory = _connect(chosen, result, stack)
         # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
         reconcile(store, inventory, result.started_at)
@@ -88,7 +102,11 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         else:
             _cleanup(runtimes)
             runnable, blocked = placement.split_blocked(result.plan)
-            result.results, result.bytes_downloaded = _execute(settings, store, runtimes, runnable, clock)
+            if observer is not None:
+                for failed in blocked:  # planned failures (an unmapped VO) are done as soon as they are known
+                    observer.action_done(failed)
+            result.results, result.bytes_downloaded = _execute(settings, store, runtimes, runnable, clock,
+                                                               observer=observer, progress=progress)
             result.results += blocked
         result.exit_code = exit_code(result)
         result.finished_at = clock()
@@ -175,16 +193,18 @@ def _cleanup(runtimes: dict[str, TargetRuntime]) -> None:
 
 
 def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRuntime], plan: Plan,
-             clock: Callable[[], datetime]) -> tuple[list[ActionResult], int]:
+             clock: Callable[[], datetime], *, observer: RunObserver | None,
+             progress: Progress) -> tuple[list[ActionResult], int]:
     d = settings.download
     policy = DownloadPolicy(concurrency=d.concurrency, retries=d.retries, timeout=d.timeout,
                             min_free_space=d.min_free_space, max_image_size=d.max_image_size,
                             allowed_networks=d.allowed_networks)
     ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
-    downloader = Downloader(settings.cache_dir, policy, ca_dir=ca_dir)
+    downloader = Downloader(settings.cache_dir, policy, ca_dir=ca_dir, progress=progress)
     try:
         executor = Executor(store=store, targets=runtimes, downloader=downloader, cache_dir=settings.cache_dir,
-                            max_size=d.max_image_size, now=clock)
+                            max_size=d.max_image_size, now=clock,
+                            on_result=observer.action_done if observer is not None else None, progress=progress)
         return executor.run(plan), downloader.bytes_fetched
     finally:
         downloader.close()

@@ -17,15 +17,19 @@ from typing import Any
 
 import requests
 
+from imagesync.progress import SILENT, Meter
+
 _BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 once writeback is nudged
 _WRITEBACK = 64 * 1024**2  # bytes written between two nudges to the kernel to start writing them out
 
 
 class Partial:
-    """The ``.partial`` file of one image and the running sha512 of exactly the bytes it holds."""
+    """The ``.partial`` file of one image and the running sha512 of exactly the bytes it holds; ``meter`` shows
+    how much of the image it holds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, meter: Meter = SILENT) -> None:
         self.path = path
+        self.meter = meter
         self.hasher = hashlib.sha512()
         self.length = 0
         self.fetched = 0
@@ -42,11 +46,13 @@ class Partial:
             while block := handle.read(chunk_size):
                 self.hasher.update(block)
                 self.length += len(block)
+        self.meter.update(self.length)
 
     def reset(self) -> None:
         """Start again from zero."""
         self.path.unlink(missing_ok=True)
         self.hasher, self.length = hashlib.sha512(), 0
+        self.meter.reset()
 
 
 class _Stage:
@@ -99,6 +105,7 @@ class Sink:
         """Hand the first ``n`` bytes of ``buffer`` on to be hashed and written."""
         self._hash.queue.put((buffer, n))
         self._partial.length += n
+        self._partial.meter.update(n)
 
     def close(self, *, sync: bool) -> None:
         """Drain both threads, optionally fsync, close. Raises the OSError of a failed write."""

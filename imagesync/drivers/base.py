@@ -10,6 +10,7 @@ from typing import Protocol
 from imagesync.config import TargetSettings
 from imagesync.errors import ConfigError, ImagesyncError
 from imagesync.model import DesiredImage, Held, RetireMode
+from imagesync.progress import SILENT, Meter
 
 GROUP = "imagesync.drivers"
 
@@ -39,6 +40,8 @@ class Upload:
     size: int
     # sha512 of the bytes at ``path`` (the list's, unless converted): what the target must confirm it received.
     sha512: str
+    # Told of every block the driver reads from ``path`` (a progress bar on a terminal); reset when it starts over.
+    meter: Meter = SILENT
 
 
 class Driver(Protocol):

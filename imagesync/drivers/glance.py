@@ -24,6 +24,7 @@ from imagesync.drivers.glance_errors import TargetCallError, calls
 from imagesync.drivers.glance_share import Sharing
 from imagesync.drivers.openstack_auth import AuthSpec, spec_for
 from imagesync.model import DesiredImage, Held, Placement, RetireMode
+from imagesync.progress import Meter
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
@@ -108,9 +109,10 @@ class GlanceDriver:
 
     def _upload(self, image_id: str, upload: Upload) -> None:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
+            upload.meter.reset()
             try:
                 with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
-                    self._client.images.upload(image_id, _UploadReads(handle), image_size=upload.size)
+                    self._client.images.upload(image_id, _UploadReads(handle, upload.meter), image_size=upload.size)
                 return
             except TargetCallError as exc:
                 status = self._status(image_id)
@@ -260,13 +262,17 @@ def _foreign(image: Any, source: str) -> Foreign:
 
 class _UploadReads:
     """Hands glanceclient 64 KiB per read instead of its 1 MiB: measured behind gunicorn, big chunks of a chunked
-    upload cost the server more copying than they save (bench/glance.py --read-size compares)."""
+    upload cost the server more copying than they save (bench/glance.py --read-size compares). Each read is
+    counted on ``meter``."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], meter: Meter) -> None:
         self._handle = handle
+        self._meter = meter
 
     def read(self, _size: int = -1) -> bytes:
-        return self._handle.read(_READ_SIZE)
+        block = self._handle.read(_READ_SIZE)
+        self._meter.update(len(block))
+        return block
 
 
 def _glance_format(disk_format: str) -> str:
