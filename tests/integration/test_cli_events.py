@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +18,11 @@ import yaml
 from imagesync import config as configuration
 from imagesync import lock, pipeline
 from imagesync.demo import pki
-from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
 from imagesync.execute import ActionResult
 from imagesync.gather import ListOutcome
 from tests.devcloud.fixture import DevCloud
+from tests.support.cli import run as run_cli
 from tests.support.hookscript import calls, recorder
 from tests.support.receiver import Receiver
 
@@ -30,16 +30,9 @@ EVENTS = ("list-failed", "image-added", "image-updated", "image-retired", "run-f
 PASSWORD = "os-password-never-for-hooks"
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
-
-
 def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "imagesync", "--config", str(config), *args]
-    env = {**os.environ, "OS_PASSWORD": PASSWORD}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
+    # A secret in the environment that no hook may ever see.
+    return run_cli(*args, config=config, env={**os.environ, "OS_PASSWORD": PASSWORD})
 
 
 def configure(world: DemoWorld, **extra: object) -> Path:

@@ -11,30 +11,19 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
+from tests.support.cli import run
 
 RECORD = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (?P<level>DEBUG|INFO|WARNING|ERROR|CRITICAL) "
                     r"(?P<logger>[\w.]+): ")
 # Outside the token-protected /store/ path of the demo server.
 TAMPERED = "/public/tampered.list"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
-
-
-def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "imagesync", "--config", str(config), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def configure(world: DemoWorld, *, tampered: bool = False, **extra: object) -> Path:

@@ -7,24 +7,12 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import yaml
 
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
-
-
-def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "imagesync", "--config", str(config), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+from imagesync.demo.world import DemoImage, DemoWorld, demo_images
+from tests.support.cli import run
 
 
 def directory_config(world: DemoWorld, **download: object) -> Path:

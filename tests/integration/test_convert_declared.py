@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from imagesync import config
 from imagesync.convert import ConversionError, inspect, prepare
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, DemoWorld, demo_images
 from imagesync.pipeline import sync
 from tests.support.images import make_image, make_ova, sha512_of
 
 TEXT = b"this is no OVA\n"  # what a publisher really listed as an OVA: 15 bytes of text
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def _sync_one(world: DemoWorld, image: DemoImage) -> tuple[str, str | None, list[str]]:

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from imagesync import netguard
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
-from imagesync.demo.world import DemoImage, DemoWorld, build
+from imagesync.demo.world import DemoImage, DemoWorld
 from imagesync.download import Downloaded, Downloader, DownloadError, DownloadPolicy, DownloadRequest
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from tests.support.tmpfs import tmpfs
@@ -149,12 +149,6 @@ def test_a_less_advanced_partial_never_displaces_a_more_advanced_one(
 
 
 # -- whole runs through the CLI, as cron runs them ----------------------------------------------------------
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 BIG = [DemoImage(identifier=f"big-{name}", version="1", title=f"Big {name}", data=blob(name)) for name in ("a", "b")]

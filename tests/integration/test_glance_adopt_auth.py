@@ -15,18 +15,12 @@ import pytest
 import yaml
 
 from imagesync import config
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.errors import EXIT_OK
 from imagesync.pipeline import sync
 from tests.devcloud.fixture import DevCloud
 
 IDENTITY = {"service_type": "identity", "interface": "public"}
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 @pytest.fixture

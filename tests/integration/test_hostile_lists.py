@@ -2,25 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 import yaml
 
 from imagesync import config
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, DemoWorld, demo_images
 from imagesync.errors import EXIT_PARTIAL
 from imagesync.pipeline import sync
 from imagesync.state import StateStore
 
 GOOD_PATH = "/store/vo/good/image.list"
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def _two_lists(world: DemoWorld, bad: list[DemoImage]) -> config.Settings:

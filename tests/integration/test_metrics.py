@@ -4,10 +4,7 @@ prometheus_client's own parser, and the inputs of the README's three alert rules
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,22 +12,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
+from imagesync.demo.world import LIST_PATH, DemoWorld, demo_images
+from tests.support.cli import run
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SIGNER = "/DC=org/DC=imagesync-demo/O=Hosts/CN=lists.demo.invalid"
 IMAGE_BYTES = 65536  # each demo image
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
-
-
-def run(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-m", "imagesync", "--config", str(config), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
 
 
 def configure(world: DemoWorld, **lists: object) -> Path:

@@ -11,11 +11,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import pytest
-
 from imagesync import config
 from imagesync.demo.server import Fault
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.pipeline import sync
 from imagesync.progress import Meter
 from tests.devcloud.fixture import DevCloud
@@ -54,12 +52,6 @@ class _Meter:
 
     def reset(self) -> None:
         self.calls.append("reset")
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def directory_settings(world: DemoWorld) -> config.Settings:

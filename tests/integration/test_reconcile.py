@@ -10,15 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import yaml
 
 from imagesync import config
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.errors import EXIT_OK
 from imagesync.pipeline import sync
 from imagesync.state import StateStore
@@ -37,12 +34,6 @@ _DIE_AFTER = textwrap.dedent("""
     setattr(DirectoryDriver, method, dying)
     pipeline.sync(config.load(Path(sys.argv[1])), dry_run=False)
 """)
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def _settings(world: DemoWorld, **retire: object) -> config.Settings:

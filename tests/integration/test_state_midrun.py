@@ -4,24 +4,16 @@ run still ends with a report, and the next run converges (issue 7: no state writ
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imagesync import config
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.drivers.directory import DirectoryDriver
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.pipeline import sync
 from imagesync.state import StateStore
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def test_state_locked_by_another_process_mid_run(world: DemoWorld, monkeypatch: pytest.MonkeyPatch) -> None:

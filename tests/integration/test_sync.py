@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -17,16 +16,10 @@ import yaml
 
 from imagesync import config, lock
 from imagesync.demo.server import Fault
-from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL
 from imagesync.pipeline import SyncResult, sync
 from imagesync.state import StateStore
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def settings_for(world: DemoWorld, **lists_extra: object) -> config.Settings:

@@ -11,20 +11,11 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, demo_images
 from tests.devcloud.fixture import DevCloud
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        yield w
 
 
 def run_sync(config: Path, cloud: DevCloud) -> dict[str, Any]:
