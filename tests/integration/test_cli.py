@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +14,17 @@ import pytest
 import yaml
 
 from imagesync.demo.server import Fault
-from imagesync.demo.world import LIST_PATH, DemoWorld, build, demo_images
+from imagesync.demo.world import LIST_PATH, DemoWorld, demo_images
 from tests.devcloud.fixture import DevCloud
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        w.publish(demo_images())
-        yield w
+def world(world: DemoWorld) -> DemoWorld:
+    """The shared demo world (tests/conftest.py) with the demo list published."""
+    world.publish(demo_images())
+    return world
 
 
 def run(*args: str, config: Path | None = None) -> subprocess.CompletedProcess[str]:

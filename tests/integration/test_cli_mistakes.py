@@ -13,22 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, DemoWorld, demo_images
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[DemoWorld]:
-    with build(tmp_path) as w:
-        w.publish(demo_images())
-        yield w
+def world(world: DemoWorld) -> DemoWorld:
+    """The shared demo world (tests/conftest.py) with the demo list published."""
+    world.publish(demo_images())
+    return world
 
 
 def env(config: Path) -> dict[str, str]:

@@ -18,6 +18,7 @@ from imagesync import logs, netguard
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
 from imagesync.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from tests.support.tmpfs import tmpfs
 
 MiB = 1024 * 1024
 # The server is on loopback, which downloads refuse unless allowed (DESIGN §9).
@@ -273,16 +274,8 @@ def test_free_space_is_checked_before_any_request(env: Env) -> None:
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True,
-                          check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs (needs root): {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "small", "1m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_disk_full_while_writing_keeps_the_partial_for_a_later_resume(env: Env, small_disk: Path) -> None:
