@@ -16,6 +16,7 @@ import os
 import re
 import threading
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -164,6 +165,7 @@ class Downloader:
             # Not an ERROR of its own: every action that needed this image fails with this very message, and
             # is logged at ERROR once per target (a failure must reach the operator once, not twice).
             log.debug("download failed", extra=fields(image=request.name, result="failed", error=exc.one_line()))
+            _drop_locals(exc)
             return exc
 
     def fetch(self, request: DownloadRequest) -> Downloaded:
@@ -338,6 +340,18 @@ class Downloader:
         fsync_dir(final.parent)
         return final
 
+
+
+def _drop_locals(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in the tracebacks of ``exc`` and its causes: the error is
+    kept until the run ends, and its frames would otherwise keep the read buffer, the Sink and the response of a
+    failed download alive that long. The tracebacks still say where each error came from."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def _validate(request: DownloadRequest) -> None:

@@ -56,28 +56,31 @@ class Partial:
 
 
 class _Stage:
-    """One thread fed by a bounded queue; hashlib and file writes release the GIL, so stages overlap."""
+    """One thread fed by a bounded queue; hashlib and file writes release the GIL, so stages overlap.
+
+    ``work`` and ``then`` are handed to the thread only, never kept on the stage: ``work`` is often a bound method
+    of the :class:`Sink` that owns this stage, and keeping it would make a reference cycle that holds the Sink's
+    buffers until the cyclic garbage collector happens to run (issue 9: memory grew with the image count).
+    """
 
     def __init__(self, name: str, work: Callable[[memoryview], object], then: queue.Queue[Any]) -> None:
-        self._work = work
-        self._then = then
         self.queue: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
         self.error: OSError | None = None
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work, then), name=name, daemon=True)
         self._thread.start()
 
     def join(self) -> None:
         self.queue.put(None)
         self._thread.join()
 
-    def _run(self) -> None:
+    def _run(self, work: Callable[[memoryview], object], then: queue.Queue[Any]) -> None:
         while (item := self.queue.get()) is not None:
             if self.error is None:  # after a failure keep passing buffers on so the reader never blocks
                 try:
-                    self._work(memoryview(item[0])[: item[1]])
+                    work(memoryview(item[0])[: item[1]])
                 except OSError as exc:
                     self.error = exc
-            self._then.put(item)
+            then.put(item)
 
 
 class Sink:
@@ -118,8 +121,14 @@ class Sink:
             self._write.error = exc
         finally:
             self._handle.close()
+            self._release()
         if self._write.error is not None:
             raise self._write.error
+
+    def _release(self) -> None:
+        """Free the buffers now, whoever still holds this Sink (a traceback's frame, say)."""
+        while not self._free.empty():
+            self._free.get_nowait()
 
     def _write_all(self, view: memoryview) -> None:
         while view:

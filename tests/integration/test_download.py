@@ -5,12 +5,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import subprocess
+import traceback
 import tracemalloc
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
@@ -308,6 +310,23 @@ def test_fetch_all_isolates_failures_and_downloads_duplicates_once(env: Env) -> 
         assert not isinstance(outcome, DownloadError) and outcome.fetched_bytes == request.size
     assert env.server.hits("/img/1.img") == 1
     assert downloader.bytes_fetched == one.size + two.size
+
+
+def test_a_failed_download_returned_by_fetch_all_keeps_no_buffer_alive(env: Env) -> None:
+    # The error is kept until the run ends: its tracebacks must not pin the read buffer or the response (issue 9).
+    request = env.publish("/img/o.img", blob("o", 1000))
+    env.server.inject("/img/o.img", Fault.oversize(4000, declare_length=False))
+    error = env.downloader().fetch_all([request])[request.sha512]
+    assert isinstance(error, DownloadError) and "size mismatch" in str(error)
+    frames, current = [], error.__cause__
+    assert current is not None
+    while current is not None:
+        frames += [frame for frame, _ in traceback.walk_tb(current.__traceback__)]
+        current = current.__cause__ or current.__context__
+    assert "_stream" in {frame.f_code.co_name for frame in frames}
+    pinned = {name for frame in frames for name, value in frame.f_locals.items()
+              if isinstance(value, bytearray | requests.Response)}
+    assert pinned == set()
 
 
 def test_memory_stays_flat_for_a_64_mib_image(env: Env, tmp_path: Path) -> None:
