@@ -33,7 +33,7 @@ from imagesync.logs import fields
 from imagesync.neterrors import AttemptFailed, check_status, request_failure
 from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.progress import NO_PROGRESS, Progress
-from imagesync.stream import BufferPool, Partial, Sink, body_reader, file_sha512
+from imagesync.stream import Partial, Sink, body_reader, file_sha512
 from imagesync.tls import trusting_session
 
 log = logging.getLogger(__name__)
@@ -121,7 +121,6 @@ class Downloader:
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
         self._bytes_fetched = 0
-        self._buffers = BufferPool(policy.chunk_size)  # shared by every download of this run
         self._space = space.Admission(self._root, self._partials, min_free=policy.min_free_space)
 
     @property
@@ -294,7 +293,7 @@ class Downloader:
     def _stream(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
         read_into = body_reader(response)
         remaining = request.size - partial.length
-        sink = Sink(partial, self._policy.chunk_size, self._buffers)
+        sink = Sink(partial, self._policy.chunk_size)
         try:
             while True:
                 buffer = sink.buffer()

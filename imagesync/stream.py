@@ -83,44 +83,17 @@ class _Stage:
             then.put(item)
 
 
-class BufferPool:
-    """The read buffers of all the downloads of one run, allocated once and handed from download to download.
-
-    Fresh 4 MiB buffers per download made the peak RSS grow with the number of images even without any
-    reference left to them: glibc keeps freed blocks in the arena of the thread that freed them, and the
-    download, hash and write threads each have their own. Reusing the same few buffers keeps the memory at
-    ``concurrency x _BUFFERS`` chunks whatever the count. Thread-safe.
-    """
-
-    def __init__(self, chunk_size: int) -> None:
-        self.chunk_size = chunk_size
-        self._free: list[bytearray] = []
-        self._lock = threading.Lock()
-
-    def take(self, count: int) -> list[bytearray]:
-        """``count`` buffers of ``chunk_size`` bytes: returned ones first, new ones for the rest."""
-        with self._lock:
-            reused = [self._free.pop() for _ in range(min(count, len(self._free)))]
-        return reused + [bytearray(self.chunk_size) for _ in range(count - len(reused))]
-
-    def give(self, buffers: list[bytearray]) -> None:
-        """Return buffers for the next download."""
-        with self._lock:
-            self._free.extend(buffers)
-
-
 class Sink:
     """A pipeline over a few reused buffers: the reader fills one while the previous is hashed and the one
     before is written, so the network, sha512 and the disk overlap and memory is ``_BUFFERS`` chunks."""
 
-    def __init__(self, partial: Partial, chunk_size: int, pool: BufferPool | None = None) -> None:
+    def __init__(self, partial: Partial, chunk_size: int) -> None:
         self._partial = partial
         self._handle = partial.path.open("ab", buffering=0)
         self._end = self._flushed = partial.length
-        self._pool = pool if pool is not None and pool.chunk_size == chunk_size else BufferPool(chunk_size)
         self._free: queue.Queue[tuple[bytearray, int]] = queue.Queue()
-        for buffer in self._pool.take(_BUFFERS):
-            self._free.put((buffer, 0))
+        for _ in range(_BUFFERS):
+            self._free.put((bytearray(chunk_size), 0))
         tag = partial.path.name[:12]
         self._write = _Stage(f"write:{tag}", self._write_all, self._free)
         self._hash = _Stage(f"sha512:{tag}", partial.hasher.update, self._write.queue)
@@ -153,11 +126,9 @@ class Sink:
             raise self._write.error
 
     def _release(self) -> None:
-        """Hand the buffers back to the pool now, whoever still holds this Sink (a traceback's frame, say)."""
-        returned = []
+        """Free the buffers now, whoever still holds this Sink (a traceback's frame, say)."""
         while not self._free.empty():
-            returned.append(self._free.get_nowait()[0])
-        self._pool.give(returned)
+            self._free.get_nowait()
 
     def _write_all(self, view: memoryview) -> None:
         while view:
