@@ -99,6 +99,8 @@ class TargetSettings:
     # stalled cloud fails its actions instead of hanging the run. Also bounds the wait for Glance's answer
     # after an upload's last byte, so keep it generous.
     timeout: float = 600.0
+    # Adds and updates pushed to this target at once while other images still download (imagesync.flow).
+    upload_concurrency: int = 2
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,8 @@ def _target(sec: Section, base: Path) -> TargetSettings:
         cloud=sec.string("cloud"), region=sec.string("region"), interface=sec.string("interface"),
         endpoint=sec.string("endpoint"), auth=auth,
         timeout=float(sec.integer("timeout", int(TargetSettings.timeout), minimum=1)),
+        upload_concurrency=sec.integer("upload_concurrency", TargetSettings.upload_concurrency, minimum=1,
+                                       maximum=64),
     )
     if driver == "directory" and result.path is None:
         sec.fail("path", "required for the directory driver")

@@ -17,10 +17,12 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import requests
 import urllib3.exceptions
@@ -37,6 +39,7 @@ from imagesync.stream import Partial, Sink, body_reader, file_sha512
 from imagesync.tls import trusting_session
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GiB = 1024**3
 MiB = 1024**2
@@ -147,16 +150,29 @@ class Downloader:
         return sorted(p for p in self._partials.glob("*.partial") if p.is_file())
 
     def fetch_all(self, requests: Sequence[DownloadRequest]) -> dict[str, Downloaded | DownloadError]:
-        """Download each distinct sha512 once, ``policy.concurrency`` at a time as the free space allows (see
-        :mod:`imagesync.space`), the most advanced partial first; never raises DownloadError: each failure is
-        returned as the value for its sha512 while the others go on."""
+        """Download each distinct sha512 once (see :meth:`running`) and wait for all; never raises DownloadError:
+        each failure is returned as the value for its sha512 while the others go on."""
+        with self.running(requests, lambda _request, outcome: outcome) as futures:
+            return {sha512: future.result() for sha512, future in futures.items()}
+
+    @contextmanager
+    def running(self, requests: Sequence[DownloadRequest],
+                then: Callable[[DownloadRequest, Downloaded | DownloadError], T]) -> Iterator[dict[str, Future[T]]]:
+        """Start downloading each distinct sha512 once, ``policy.concurrency`` at a time as the free space allows
+        (see :mod:`imagesync.space`), the most advanced partial first; yield one future per sha512 (in the order
+        of ``requests``). Each download thread calls ``then(request, outcome)`` as soon as its image is verified
+        or has failed (a DownloadError is passed, never raised), and the future holds what ``then`` returned.
+        Leaving the block waits for every download and every ``then``."""
         unique = {request.sha512: request for request in requests}
         wants = [space.Want(r.sha512, r.size, r.name) for r in unique.values()]
         with self._space.batch(wants) as ordered, ThreadPoolExecutor(
                 max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
-            outcomes = dict(zip((w.key for w in ordered),
-                                pool.map(self._fetch_isolated, [unique[w.key] for w in ordered]), strict=True))
-        return {sha512: outcomes[sha512] for sha512 in unique}
+            started = {w.key: pool.submit(self._fetch_then, unique[w.key], then) for w in ordered}
+            yield {sha512: started[sha512] for sha512 in unique}
+
+    def _fetch_then(self, request: DownloadRequest, then: Callable[[DownloadRequest, Downloaded | DownloadError], T],
+                    ) -> T:
+        return then(request, self._fetch_isolated(request))
 
     def _fetch_isolated(self, request: DownloadRequest) -> Downloaded | DownloadError:
         try:

@@ -2,12 +2,15 @@
 
 Each action is isolated (invariant 6): its failure is recorded and reported, the others go on. Within one
 target, adds and updates run before retirements, and an update retires the versions it supersedes only once
-the new version is active (invariant 3). An illegal lifecycle transition is a bug and is not caught here.
+the new version is active (invariant 3). When each action runs, and on which thread, is :mod:`imagesync.flow`'s
+business: adds and updates run on upload threads, so every step here is thread-safe (the state store is).
+An illegal lifecycle transition is a bug and is not caught here.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -15,8 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from imagesync import atomic, convert, redact
-from imagesync.download import Downloaded, Downloader, DownloadError, DownloadRequest
+from imagesync import atomic, convert, flow, redact
+from imagesync.download import Downloaded, Downloader
 from imagesync.drivers.base import Driver, Upload
 from imagesync.errors import ImagesyncError
 from imagesync.lifecycle import IllegalTransition, TargetState, allowed
@@ -29,6 +32,7 @@ from imagesync.stream import file_sha512
 log = logging.getLogger(__name__)
 Status = Literal["planned", "done", "failed", "skipped"]
 S = TargetState
+Fetched = flow.Fetched
 _FORWARD = (S.PENDING, S.DOWNLOADED, S.UPLOADING, S.ACTIVE)
 
 
@@ -48,6 +52,7 @@ class TargetRuntime:
 
     driver: Driver
     formats: tuple[str, ...]
+    uploads: int = 1  # adds and updates pushed at once (the target's upload_concurrency)
 
 
 class Executor:
@@ -64,25 +69,22 @@ class Executor:
         self.now = now
         self.on_result = on_result
         self.progress = progress
-        self._downloads: dict[str, Downloaded | DownloadError] = {}
+        self._telling = threading.Lock()
+        self._lock = threading.Lock()
+        self._converting: dict[str, threading.Lock] = {}
 
     def run(self, plan: Plan) -> list[ActionResult]:
-        """Carry out every action of the plan whose target is reachable."""
+        """Carry out every action of the plan whose target is reachable (in the order :mod:`imagesync.flow`
+        gives); the results in the plan's order."""
         actions = [a for a in plan.actions if a.target in self.targets]
-        self._download(actions)
-        return [self._isolated(action) for action in actions]
+        lanes = {name: runtime.uploads for name, runtime in self.targets.items()}
+        return flow.run(actions, downloader=self.downloader, lanes=lanes, transfer=self._isolated,
+                        other=self._isolated)
 
-    def _download(self, actions: list[Action]) -> None:
-        wanted = {a.desired.image.sha512: a for a in actions if a.kind in ("add", "update") and a.desired}
-        requests = [DownloadRequest(sha512=sha, size=a.desired.image.size, url=a.desired.image.uri,
-                                    name=f"{a.list_name}/{a.identifier}")
-                    for sha, a in wanted.items() if a.desired is not None]
-        self._downloads = self.downloader.fetch_all(requests) if requests else {}
-
-    def _isolated(self, action: Action) -> ActionResult:
+    def _isolated(self, action: Action, fetched: Fetched | None = None) -> ActionResult:
         started = time.monotonic()
         try:
-            result = self._one(action)
+            result = self._one(action, fetched)
         except IllegalTransition:
             raise
         except ImagesyncError as exc:
@@ -93,12 +95,13 @@ class Executor:
                                   action.target_id)
         log_action(result, seconds=time.monotonic() - started)
         if self.on_result is not None:
-            self.on_result(result)
+            with self._telling:  # upload threads finish side by side; observers see one result at a time
+                self.on_result(result)
         return result
 
-    def _one(self, action: Action) -> ActionResult:
+    def _one(self, action: Action, fetched: Fetched | None) -> ActionResult:
         if action.kind in ("add", "update"):
-            return self._add(action)
+            return self._add(action, fetched)
         if action.kind == "update-metadata":
             return self._refresh(action)
         if action.kind == "retire":
@@ -109,11 +112,10 @@ class Executor:
 
     # -- add / update -------------------------------------------------------------------------------------
 
-    def _add(self, action: Action) -> ActionResult:
+    def _add(self, action: Action, fetched: Fetched | None) -> ActionResult:
         assert action.desired is not None
         image = action.desired.image
         record = self._fresh_record(action)
-        fetched = self._downloads.get(image.sha512)
         if not isinstance(fetched, Downloaded):
             error = fetched.one_line() if fetched is not None else "not downloaded"
             self._fail(record, error)
@@ -121,9 +123,10 @@ class Executor:
         record = self._advance(record, S.DOWNLOADED)
         runtime = self.targets[action.target]
         try:
-            prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
-                                       cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
-                                       max_size=self.max_size, declared=image.format)
+            with self._preparing(image.sha512):
+                prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
+                                           cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
+                                           max_size=self.max_size, declared=image.format)
             record = self._advance(record, S.UPLOADING)
             upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
                             virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
@@ -145,6 +148,11 @@ class Executor:
             return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
                                 target_id, sent)
         return ActionResult(action, "done", None, target_id, sent)
+
+    def _preparing(self, sha512: str) -> threading.Lock:
+        """The lock of one image's conversion: two targets wanting the same format convert it once."""
+        with self._lock:
+            return self._converting.setdefault(sha512, threading.Lock())
 
     def _fresh_record(self, action: Action) -> TargetImageRecord:
         image = action.desired.image if action.desired else None
@@ -236,8 +244,8 @@ class Executor:
         return None
 
     def _replaced_in_place(self, target: str, target_id: str, *, keep: int) -> None:
-        for old in self.store.target_images(target=target):
-            if old.target_id == target_id and old.id != keep and allowed(old.state, S.DELETED):
+        for old in self.store.records_of(target=target, target_id=target_id):
+            if old.id != keep and allowed(old.state, S.DELETED):
                 self.store.transition(old.id, S.DELETED, at=self.now(), error="replaced in place by new bytes")
 
     def _record_retired(self, record: TargetImageRecord, mode: RetireMode) -> None:
@@ -246,8 +254,7 @@ class Executor:
             self.store.transition(record.id, new, at=self.now())
 
     def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
-        matches = [r for r in self.store.target_images(target=target) if r.target_id == target_id
-                   and r.state != S.DELETED]
+        matches = [r for r in self.store.records_of(target=target, target_id=target_id) if r.state != S.DELETED]
         return max(matches, key=lambda r: r.id) if matches else None
 
 

@@ -163,7 +163,7 @@ def _connect(chosen: list[TargetSettings], result: SyncResult,
             result.targets.append(TargetStatus(target.name, "failed", message))
             continue
         formats = target.disk_formats or driver.capabilities.formats
-        runtimes[target.name] = TargetRuntime(driver=driver, formats=formats)
+        runtimes[target.name] = TargetRuntime(driver=driver, formats=formats, uploads=target.upload_concurrency)
         result.targets.append(TargetStatus(target.name, "ok"))
     return runtimes, inventory
 

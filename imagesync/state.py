@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
@@ -50,6 +51,9 @@ class StateStore:
         self.path = path
         self._depth = 0
         self._busy_timeout = busy_timeout
+        # Upload threads record their own steps: one connection, so one thread at a time, a step's whole
+        # transaction included (a reader must never see another thread's half-done step).
+        self._guard = threading.RLock()
 
     @classmethod
     def open(cls, state_dir: Path, *, busy_timeout: float | None = None) -> StateStore:
@@ -66,7 +70,7 @@ class StateStore:
         timeout = state_open.busy_timeout() if busy_timeout is None else busy_timeout
         conn: sqlite3.Connection | None = None
         try:
-            conn = sqlite3.connect(path, isolation_level=None, timeout=timeout)
+            conn = sqlite3.connect(path, isolation_level=None, timeout=timeout, check_same_thread=False)
             _configure(conn, path, timeout)
             migrate(conn)
         except BaseException as error:
@@ -92,18 +96,25 @@ class StateStore:
     @contextmanager
     def step(self) -> Iterator[None]:
         """One recorded step: every write inside commits together or not at all (nested steps join the outer).
+        Thread-safe: other threads wait until the step is over.
 
         Raises StateError (a subclass saying why: locked by another process, damaged, no rights) when the
         database cannot be written, or when a value is not storable text; an exception inside rolls everything
         back. Callers' isolation (per list, per action) catches it like any other expected error.
         """
-        if self._depth:
-            self._depth += 1
-            try:
+        with self._guard:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            with self._transaction():
                 yield
-            finally:
-                self._depth -= 1
-            return
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
         try:
             self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through the step
             self._depth = 1
@@ -128,10 +139,12 @@ class StateStore:
         return None
 
     def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        return cast("sqlite3.Row | None", self._conn.execute(sql, tuple(args)).fetchone())
+        with self._guard:
+            return cast("sqlite3.Row | None", self._conn.execute(sql, tuple(args)).fetchone())
 
     def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        return cast("list[sqlite3.Row]", self._conn.execute(sql, tuple(args)).fetchall())
+        with self._guard:
+            return cast("list[sqlite3.Row]", self._conn.execute(sql, tuple(args)).fetchall())
 
     # -- lists ------------------------------------------------------------------------------------------
 
@@ -297,6 +310,12 @@ class StateStore:
             "SELECT * FROM target_images WHERE (?1 IS NULL OR target = ?1) AND (?2 IS NULL OR list_name = ?2)"
             " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3))) ORDER BY id",
             (target, list_name, wanted))
+        return [target_record(row) for row in rows]
+
+    def records_of(self, *, target: str, target_id: str) -> list[TargetImageRecord]:
+        """The records of the image ``target_id`` of ``target`` (deleted ones too), oldest first."""
+        rows = self._all("SELECT * FROM target_images WHERE target = ? AND target_id = ? ORDER BY id",
+                         (target, target_id))
         return [target_record(row) for row in rows]
 
     def find_target_image(self, *, target: str, list_name: str, identifier: str, version: str,

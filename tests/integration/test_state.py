@@ -8,6 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -450,3 +451,32 @@ def test_no_token_reaches_the_database_file(tmp_path: Path) -> None:
     for f in tmp_path.iterdir():
         assert token.encode() not in f.read_bytes(), f.name
     assert b"lists.example.org" in (tmp_path / "state.db").read_bytes()  # the check above can see URLs at all
+
+
+def test_upload_threads_share_one_store_and_never_see_a_half_done_step(store: StateStore) -> None:
+    """The pipelined executor records steps from its upload threads (issue 9). Before: sqlite3.ProgrammingError
+    ("objects created in a thread can only be used in that same thread")."""
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            for n in range(40):
+                record = store.new_target_image(target="t", list_name="L", identifier=f"img-{worker}-{n}",
+                                                version="1", sha512="a" * 128, at=T0)
+                with store.step():  # two writes no other thread may see apart
+                    store.transition(record.id, TargetState.DOWNLOADED, at=T0)
+                    store.transition(record.id, TargetState.UPLOADING, at=T0, target_id=f"id-{worker}-{n}")
+                seen = {r.state for r in store.target_images(target="t")}
+                assert TargetState.DOWNLOADED not in seen, "a reader saw the inside of another thread's step"
+        except BaseException as error:  # handed to the main thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    records = store.target_images(target="t")
+    assert len(records) == 160 and {r.state for r in records} == {TargetState.UPLOADING}
+    assert [r.target_id for r in store.records_of(target="t", target_id="id-2-7")] == ["id-2-7"]
