@@ -54,6 +54,14 @@ class Cloud:
     admin: Account
     vo_projects: dict[str, str]  # VO project name -> id
 
+    @classmethod
+    def from_env(cls) -> Cloud:
+        """The cloud and user of this process's OS_* variables (no admin, no VO projects): for child processes."""
+        env = os.environ
+        user = Account(env["OS_USERNAME"], env["OS_PASSWORD"], env["OS_PROJECT_NAME"], "",
+                       env.get("OS_USER_DOMAIN_NAME", "Default"), env.get("OS_PROJECT_DOMAIN_NAME", "Default"))
+        return cls(env["OS_AUTH_URL"], env.get("OS_REGION_NAME", "RegionOne"), user, Account(""), {})
+
     def auth(self, who: Account | None = None) -> dict[str, str]:
         """imagesync's ``auth:`` for ``who`` (default: the sync user)."""
         a = who or self.user

@@ -39,7 +39,6 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -54,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from cloudenv import Account, Cloud, child_env, dev_cloud, devcloud_home  # bench/ is on sys.path when a benchmark runs
+from cloudenv import Cloud, child_env, dev_cloud, devcloud_home  # bench/ is on sys.path when a benchmark runs
 from common import make_image, parse_size, work_dir
 from publisher import VO, Listed, Publisher, later
 
@@ -395,11 +394,8 @@ def child_download(cache: str, ca_dir: str, urls_json: str) -> int:
 
 def child_upload(files_json: str) -> int:
     """Child: one glanceclient session creating and uploading each file in turn (credentials from OS_*)."""
-    env = os.environ
-    cloud = Cloud(env["OS_AUTH_URL"], env["OS_REGION_NAME"], Account(
-        env["OS_USERNAME"], env["OS_PASSWORD"], env["OS_PROJECT_NAME"]), Account("admin"), {})
     start = time.perf_counter()
-    glance = cloud.glance()
+    glance = Cloud.from_env().glance()
     for n, file in enumerate(json.loads(files_json)):
         image = glance.images.create(name=f"bench-upload-{n}", disk_format="raw", container_format="bare",
                                      tags=["bench-baseline"])
