@@ -131,18 +131,31 @@ class Runner:
         return path
 
     def run(self, config: Path, command: str) -> Run:
+        """Run ``imagesync COMMAND`` on ``config``; fails unless it exits 0 (a plan must also plan an add for every
+        image of its lists)."""
         peak = config.parent / "peak.json"
-        log = config.parent / f"{command}.log"
+        log, out = config.parent / f"{command}.log", config.parent / f"{command}.out"
         before = self.publisher.server.image_bytes
+        argv = [sys.executable, str(BENCH / "peak.py"), str(peak), "--config", str(config), "-q", command]
+        if command == "plan":
+            argv += ["--format", "json"]
         start = time.perf_counter()
-        with log.open("a") as out:
-            code = subprocess.run([sys.executable, str(BENCH / "peak.py"), str(peak), "--config", str(config), "-q",
-                                   command], stdout=out, stderr=out, env=child_env({}), check=False).returncode
+        with log.open("a") as err, out.open("w") as stdout:
+            code = subprocess.run(argv, stdout=stdout, stderr=err, env=child_env({}), check=False).returncode
         seconds = time.perf_counter() - start
         if code != 0:
             raise SystemExit(f"imagesync {command} exited {code}: see {log}")
+        if command == "plan":
+            self._check_plan(config, out)
         peak_mib = json.loads(peak.read_text())["vmhwm_kib"] / 1024
         return Run(seconds, peak_mib, self.publisher.server.image_bytes - before)
+
+    def _check_plan(self, config: Path, out: Path) -> None:
+        lists = len(yaml.safe_load(config.read_text())["lists"])
+        want = sum(len(images) for images in self.lists.images[:lists])
+        adds = sum(1 for action in json.loads(out.read_text())["actions"] if action["action"] == "add")
+        if adds != want:
+            raise SystemExit(f"imagesync plan of {lists} lists planned {adds} adds, not {want}: see {out}")
 
 
 def median_run(runs: Sequence[Run]) -> Run:
