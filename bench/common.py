@@ -1,9 +1,13 @@
-"""Helpers shared by the benchmarks: sizes on the command line and big test images written fast."""
+"""Helpers shared by the benchmarks: sizes on the command line, big test images written fast, work directories."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 MiB = 1024 * 1024
@@ -32,3 +36,16 @@ def make_image(path: Path, size: int, *, block_size: int = 64 * MiB) -> str:
             written += len(piece)
             index += 1
     return digest.hexdigest()
+
+
+@contextmanager
+def work_dir(parent: Path | None, keep: bool) -> Iterator[Path]:
+    """A fresh temporary directory under ``parent`` (default: the system's), removed at the end unless ``keep``."""
+    path = Path(tempfile.mkdtemp(prefix="imagesync-bench-", dir=parent))
+    try:
+        yield path
+    finally:
+        if keep:
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
