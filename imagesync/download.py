@@ -35,7 +35,7 @@ from imagesync.logs import fields
 from imagesync.neterrors import AttemptFailed, check_status, request_failure
 from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.progress import NO_PROGRESS, Progress
-from imagesync.stream import Partial, Sink, body_reader, file_sha512
+from imagesync.stream import Partial, Sink, body_reader, file_sha512, keep_alive
 from imagesync.tls import trusting_session
 
 log = logging.getLogger(__name__)
@@ -332,6 +332,8 @@ class Downloader:
         # No fsync: a multi-GB fsync costs more than the transfer on slow disks. Durability comes from
         # verification instead: a cached blob is re-hashed before every reuse (see _from_cache).
         sink.close(sync=False)
+        if remaining == 0:
+            keep_alive(response)
         if remaining > 0:
             raise AttemptFailed(f"cannot fetch {redact.url(request.url)}: truncated ({partial.length} of "
                                 f"{request.size} bytes)", "connection dropped; try again", retry=True)

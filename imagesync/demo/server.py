@@ -92,6 +92,7 @@ class ListServer:
         self._seen: list[tuple[str, str]] = []
         self._tokens: list[tuple[str, str]] = []
         self._connections: set[socket.socket] = set()
+        self._accepted = 0
         self.stopping = threading.Event()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -220,11 +221,17 @@ class ListServer:
         with self._lock:
             return self._resources.get(path)
 
+    def accepted(self) -> int:
+        """How many connections (TLS handshakes done) the server has taken so far."""
+        with self._lock:
+            return self._accepted
+
     def track(self, conn: socket.socket, active: bool) -> None:
         """Remember open connections so :meth:`stop` can wake their handlers."""
         with self._lock:
             if active:
                 self._connections.add(conn)
+                self._accepted += 1
             else:
                 self._connections.discard(conn)
 

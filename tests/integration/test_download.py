@@ -348,3 +348,24 @@ def test_memory_stays_flat_for_a_64_mib_image(env: Env, tmp_path: Path) -> None:
         tracemalloc.stop()
     assert result.fetched_bytes == 64 * MiB
     assert peak < 16 * MiB, f"peak {peak / MiB:.1f} MiB"
+
+
+def test_images_downloaded_one_after_another_share_one_connection(env: Env) -> None:
+    """Before: the fast read path left urllib3 unaware that the body had ended, so every image closed its
+    connection and the next one paid a new TCP and TLS handshake (assert 4 == 1)."""
+    requests_ = [env.publish(f"/kept/{n}.img", blob(f"kept-{n}", 40_000)) for n in range(4)]
+    downloader = env.downloader()
+    for request in requests_:
+        downloader.fetch(request)
+    assert len(images_in(env.cache)) == 4
+    assert env.server.accepted() == 1
+
+
+def test_a_truncated_body_never_goes_back_to_the_pool(env: Env) -> None:
+    broken = env.publish("/cut.img", blob("cut", 300_000))
+    env.server.inject("/cut.img", Fault.truncate(1000))
+    whole = env.publish("/whole.img", blob("whole", 1000))
+    downloader = env.downloader()
+    assert downloader.fetch(broken).size == 300_000  # resumed on a new connection after the cut
+    downloader.fetch(whole)
+    assert env.server.accepted() == 2
