@@ -105,6 +105,25 @@ def test_add_shares_with_the_vo_projects_and_writes_every_property(env: Env) -> 
     assert b"".join(alpha.images.data(alpine["id"])) == v1[0].data
 
 
+def keystone_logins(cloud: DevCloud) -> int:
+    if cloud.run_dir is None:
+        pytest.skip("counts logins in the dev cloud's Keystone log")
+    lines = (cloud.run_dir / "logs" / "keystone.log").read_text().splitlines()
+    return sum(1 for line in lines if "POST /v3/auth/tokens" in line and '"imagesync keystoneauth1' in line)
+
+
+def test_shares_into_one_project_are_accepted_with_one_login(env: Env) -> None:
+    """Before: each accepted share built a new session scoped to the VO project, a Keystone login per image
+    (assert 4 == 2 for three images)."""
+    alpine, debian = demo_images("1.0")
+    extra = DemoImage("demo-extra", "1.0", "Demo Extra", bytes(range(256)) * 8)
+    env.world.publish([alpine, debian, extra])  # all three of the demo VO
+    before = keystone_logins(env.cloud)
+    result = sync(env.settings(), dry_run=False)
+    assert result.exit_code == EXIT_OK, [r.error for r in result.results]
+    assert keystone_logins(env.cloud) - before == 2  # imagesync's own project, then the VO's project once
+
+
 @pytest.mark.parametrize("mode", ["deactivate", "hide", "delete"])
 def test_new_version_then_retire_per_mode(env: Env, mode: str) -> None:
     env.world.publish(images_v1())
