@@ -96,7 +96,8 @@ def _refusal(data: dict[str, Any], path: Path) -> str | None:
         (fmt not in SOURCE_FORMATS, f"unsupported image format {fmt!r}"),
         ("backing-filename" in data or "full-backing-filename" in data,
          f"the image has a backing file ({str(data.get('backing-filename'))[:100]!r})"),
-        ("data-file" in specific, "the image uses an external data file"),
+        # The feature bit alone (no file named) shows only as data-file-raw; no hypervisor can use such an image.
+        ("data-file" in specific or "data-file-raw" in specific, "the image uses an external data file"),
         (bool(data.get("encrypted")) or "encrypt" in specific, "the image is encrypted"),
         (bool(specific.get("corrupt")), "the image is marked corrupt"),
         (_foreign_extents(fmt, specific, path), "the VMDK refers to extent files outside itself"),
