@@ -3,8 +3,8 @@ info`` does, and it starts no process; where a format qemu-img probes is near, i
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import struct
 import subprocess
 from collections.abc import Callable
@@ -71,7 +71,7 @@ def _bytes_file(tmp_path: Path, data: bytes, name: str = "blob") -> Path:
 
 RAW_BYTES: dict[str, Callable[[], bytes]] = {
     "zeros": lambda: bytes(MiB),
-    "binary noise, like a bulk test image": lambda: os.urandom(4096),
+    "binary noise, as in the bulk test images": lambda: hashlib.sha512(b"bulk-0").digest() * 64,
     "a boot sector": lambda: b"\xeb\x63\x90" + bytes(507) + b"\x55\xaa" + bytes(MiB - 512),
     "text after a NUL-filled sector": lambda: bytes(512) + b"not a probe\n" * 300 + bytes(496),
 }
