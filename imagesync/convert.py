@@ -1,6 +1,7 @@
 """Detect an image's format from its bytes and turn it into a format the target accepts (DESIGN §7).
 
-The list's ``hv:format`` is never trusted: qemu-img probes the bytes, and a declaration the bytes contradict is
+The list's ``hv:format`` is never trusted: qemu-img probes the bytes (for a plain qcow2 or raw image the header
+says the same without a process, see :mod:`imagesync.headers`), and a declaration the bytes contradict is
 refused, as are files that cannot be disks (see :mod:`imagesync.detect`). Everything qemu-img reads comes from a
 publisher, so images that make qemu open other host files (backing files, external data files, VMDK extents)
 are refused, qemu-img runs under resource limits, and OVA archives are unpacked by us, member by member,
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagesync import qemu
+from imagesync import headers, qemu
 from imagesync.atomic import fsync_dir
 from imagesync.detect import ISO, check_archive, check_disk, is_iso, no_disk, sniff
 from imagesync.ova import copy_bounded, extract_ova
@@ -50,7 +51,7 @@ _WORK_OWNER = re.compile(r"\.work-(\d+)-")
 
 @dataclass(frozen=True)
 class ImageInfo:
-    """What qemu-img (or our ISO check) says about a file's bytes; sizes in bytes."""
+    """What qemu-img (or the header, or our ISO check) says about a file's bytes; sizes in bytes."""
 
     format: str
     virtual_size: int
@@ -96,7 +97,8 @@ def _refusal(data: dict[str, Any], path: Path) -> str | None:
         (fmt not in SOURCE_FORMATS, f"unsupported image format {fmt!r}"),
         ("backing-filename" in data or "full-backing-filename" in data,
          f"the image has a backing file ({str(data.get('backing-filename'))[:100]!r})"),
-        ("data-file" in specific, "the image uses an external data file"),
+        # The feature bit alone (no file named) shows only as data-file-raw; no hypervisor can use such an image.
+        ("data-file" in specific or "data-file-raw" in specific, "the image uses an external data file"),
         (bool(data.get("encrypted")) or "encrypt" in specific, "the image is encrypted"),
         (bool(specific.get("corrupt")), "the image is marked corrupt"),
         (_foreign_extents(fmt, specific, path), "the VMDK refers to extent files outside itself"),
@@ -106,6 +108,10 @@ def _refusal(data: dict[str, Any], path: Path) -> str | None:
 
 
 def _info(path: Path, fmt: str | None, name: str) -> ImageInfo:
+    header = headers.vouch(path, fmt)  # a plain qcow2, or bytes no qemu probe knows: qemu-img would say the same
+    if header is not None:
+        found = ISO if header.format == "raw" and is_iso(path) else header.format
+        return ImageInfo(found, header.virtual_size, path.stat().st_blocks * 512)
     data = _qemu_info(path, fmt, name)
     problem = _refusal(data, path)
     if problem:

@@ -13,6 +13,7 @@ outlives it. Whoever starts qemu-img otherwise (a Popen handed to another thread
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import shutil
@@ -71,6 +72,27 @@ def convert_limits(max_size: int) -> Limits:
 def qemu_img_available() -> str | None:
     """Return the path of qemu-img, or None when it is not installed."""
     return shutil.which("qemu-img")
+
+
+def formats() -> frozenset[str]:
+    """The block drivers of the installed qemu-img (the "Supported formats" its help lists), asked once per binary.
+
+    Raises ConversionError if qemu-img is missing, cannot run or lists no driver.
+    """
+    binary = qemu_img_available()
+    if binary is None:
+        raise ConversionError("qemu-img is not installed", hint="install qemu-utils (Debian) or qemu-img")
+    return _formats_of(binary)
+
+
+@functools.lru_cache(maxsize=4)
+def _formats_of(binary: str) -> frozenset[str]:
+    # Keyed by the binary's path: a run whose PATH names another qemu-img asks that one.
+    lines = run(["--help"], INFO_LIMITS, name=binary, what="--help").splitlines()
+    listed = next((line.split(":", 1)[1].split() for line in lines if line.startswith("Supported formats:")), [])
+    if not listed:
+        raise ConversionError("qemu-img --help lists no supported formats", subject=binary)
+    return frozenset(listed)
 
 
 def run(args: Sequence[str], limits: Limits, *, name: str, what: str) -> str:

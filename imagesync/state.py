@@ -303,13 +303,19 @@ class StateStore:
         return record
 
     def target_images(self, *, target: str | None = None, list_name: str | None = None,
-                      states: Iterable[TargetState] | None = None) -> list[TargetImageRecord]:
-        """Target image records matching every filter given, oldest first."""
+                      states: Iterable[TargetState] | None = None,
+                      target_id: str | None = None) -> list[TargetImageRecord]:
+        """Target image records matching every filter given, oldest first.
+
+        ``target_id`` (the image's id in its target) picks the few records of one image in SQL: per action, that is
+        what the executor needs, and building every record of a target per action costs time quadratic in its size.
+        """
         wanted = None if states is None else json.dumps([TargetState(s).value for s in states])
         rows = self._all(
             "SELECT * FROM target_images WHERE (?1 IS NULL OR target = ?1) AND (?2 IS NULL OR list_name = ?2)"
-            " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3))) ORDER BY id",
-            (target, list_name, wanted))
+            " AND (?3 IS NULL OR state IN (SELECT value FROM json_each(?3))) AND (?4 IS NULL OR target_id = ?4)"
+            " ORDER BY id",
+            (target, list_name, wanted, target_id))
         return [target_record(row) for row in rows]
 
     def records_of(self, *, target: str, target_id: str) -> list[TargetImageRecord]:

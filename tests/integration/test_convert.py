@@ -234,6 +234,20 @@ def test_images_reading_host_files_are_refused(src: Path, cache: Path, accepted:
     assert _leftovers(cache) == []
 
 
+@pytest.mark.parametrize("accepted", [["qcow2"], ["raw"]])
+def test_external_data_file_flag_without_a_file_name_is_refused(src: Path, cache: Path, accepted: list[str]) -> None:
+    # qemu-img info reads such an image without complaint and names no data file (only "data-file-raw"), yet no
+    # hypervisor can open it: it must not reach a target that takes qcow2 as it is.
+    image = make_image(src, "qcow2")
+    header = bytearray(image.read_bytes())
+    header[72:80] = (4).to_bytes(8, "big")  # incompatible feature bit 2: external data file
+    image.write_bytes(bytes(header))
+    assert '"data-file-raw"' in qemu_img("info", "--output=json", str(image))
+    with pytest.raises(ConversionError, match="external data file"):
+        _prepare(image, accepted, cache)
+    assert _leftovers(cache) == []
+
+
 def test_backing_file_hidden_in_an_ova_is_refused(src: Path, cache: Path) -> None:
     backed = qcow2_with_backing(src / "parts").read_bytes()
     ova = make_ova(src, "vmdk", extra_members=[("backed.qcow2", backed)], ovf_disk="backed.qcow2")

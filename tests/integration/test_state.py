@@ -331,6 +331,12 @@ def test_target_image_filters(store: StateStore) -> None:
     assert [r.id for r in store.target_images(target="other", states=[S.PENDING, S.FAILED])] == [c]
     assert store.target_images(list_name="nope") == []
     assert store.target_images(states=[]) == []
+    store.transition(a, S.DOWNLOADED, at=T0)
+    store.transition(a, S.UPLOADING, at=T0)
+    store.transition(a, S.ACTIVE, at=T0, target_id="g-1")
+    assert [r.id for r in store.target_images(target="cloud", target_id="g-1")] == [a]
+    assert store.target_images(target="other", target_id="g-1") == []
+    assert store.target_images(target_id="g-2") == []
     known = store.target_images()[1].known()
     assert (known.record_id, known.state, known.version) == (b, "failed", "2.0")
 

@@ -1,0 +1,28 @@
+"""Counting the qemu-img commands imagesync runs: each one still runs for real, the count only looks on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+from imagesync import qemu
+
+Calls = list[list[str]]
+
+
+def count_qemu_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
+    """From now on, every ``qemu.run`` is recorded (its arguments) in the returned list, then run as before.
+
+    The installed qemu-img's driver list is asked first, as the first image of every run asks it: what is counted is
+    what each image costs."""
+    qemu.formats()
+    calls: Calls = []
+    real = qemu.run
+
+    def counting(args: Sequence[str], limits: qemu.Limits, *, name: str, what: str) -> str:
+        calls.append(list(args))
+        return real(args, limits, name=name, what=what)
+
+    monkeypatch.setattr(qemu, "run", counting)
+    return calls
