@@ -244,7 +244,7 @@ class Executor:
         return None
 
     def _replaced_in_place(self, target: str, target_id: str, *, keep: int) -> None:
-        for old in self.store.records_of(target=target, target_id=target_id):
+        for old in self.store.target_images(target=target, target_id=target_id):
             if old.id != keep and allowed(old.state, S.DELETED):
                 self.store.transition(old.id, S.DELETED, at=self.now(), error="replaced in place by new bytes")
 
@@ -254,7 +254,7 @@ class Executor:
             self.store.transition(record.id, new, at=self.now())
 
     def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
-        matches = [r for r in self.store.records_of(target=target, target_id=target_id) if r.state != S.DELETED]
+        matches = [r for r in self.store.target_images(target=target, target_id=target_id) if r.state != S.DELETED]
         return max(matches, key=lambda r: r.id) if matches else None
 
 

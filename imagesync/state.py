@@ -318,12 +318,6 @@ class StateStore:
             (target, list_name, wanted, target_id))
         return [target_record(row) for row in rows]
 
-    def records_of(self, *, target: str, target_id: str) -> list[TargetImageRecord]:
-        """The records of the image ``target_id`` of ``target`` (deleted ones too), oldest first."""
-        rows = self._all("SELECT * FROM target_images WHERE target = ? AND target_id = ? ORDER BY id",
-                         (target, target_id))
-        return [target_record(row) for row in rows]
-
     def find_target_image(self, *, target: str, list_name: str, identifier: str, version: str,
                           sha512: str | None = None) -> TargetImageRecord | None:
         """The live (not deleted) record of this image (of these bytes, given ``sha512``) in ``target``, or None."""

@@ -48,9 +48,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         "CREATE UNIQUE INDEX target_images_live ON target_images (target, list_name, identifier, version, sha512)"
         " WHERE state <> 'deleted'",
     )),
-    Migration(4, "find the records of one target image by its id without a scan (thousands of images)", (
-        "CREATE INDEX target_images_by_target_id ON target_images (target, target_id)",
-    )),
 )
 LATEST = MIGRATIONS[-1].version
 

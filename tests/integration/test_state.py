@@ -485,4 +485,3 @@ def test_upload_threads_share_one_store_and_never_see_a_half_done_step(store: St
     assert errors == []
     records = store.target_images(target="t")
     assert len(records) == 160 and {r.state for r in records} == {TargetState.UPLOADING}
-    assert [r.target_id for r in store.records_of(target="t", target_id="id-2-7")] == ["id-2-7"]
