@@ -44,6 +44,7 @@ T = TypeVar("T")
 GiB = 1024**3
 MiB = 1024**2
 _BACKOFF_CAP = 60.0
+_MIN_BUFFER = 64 * 1024
 _SHA512 = re.compile(r"^[0-9a-f]{128}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
@@ -309,7 +310,9 @@ class Downloader:
     def _stream(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
         read_into = body_reader(response)
         remaining = request.size - partial.length
-        sink = Sink(partial, self._policy.chunk_size)
+        # Buffers no larger than the image (plus the byte that tells "too long"): thousands of small images must
+        # not each take three full-size chunks, which glibc then keeps in every download thread's arena.
+        sink = Sink(partial, min(self._policy.chunk_size, max(remaining + 1, _MIN_BUFFER)))
         try:
             while True:
                 buffer = sink.buffer()
