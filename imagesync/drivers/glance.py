@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import IO, Any
@@ -19,6 +20,7 @@ import glanceclient
 
 from imagesync import properties, redact
 from imagesync.config import TargetSettings
+from imagesync.drivers import glance_inventory as listing
 from imagesync.drivers.base import Capabilities, TargetError, Upload
 from imagesync.drivers.glance_errors import TargetCallError, calls
 from imagesync.drivers.glance_share import Sharing
@@ -28,8 +30,6 @@ from imagesync.progress import Meter
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
-_LIVE = ("active", "deactivated")
-_ORPHAN = ("queued", "saving", "killed", "importing", "uploading")
 _CORE = ("disk_format", "container_format")
 _UPLOAD_ATTEMPTS = 3
 _READ_SIZE = 64 * 1024
@@ -59,17 +59,24 @@ class GlanceDriver:
 
     # -- what the target holds --------------------------------------------------------------------------------
 
-    def inventory(self) -> list[Held]:
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Every image of our project carrying our tag; hidden ones are listed only when ``known`` (the ids the
+        state remembers here) says they may matter (:mod:`imagesync.drivers.glance_inventory`). Raises
+        TargetError."""
         with self._calls("list images"):
             owner = self._session.get_project_id()
-            found: dict[str, Any] = {}
-            for hidden in (False, True):
-                filters: dict[str, Any] = {"tag": [self.tag], "owner": owner}
-                if hidden:
-                    filters["os_hidden"] = True  # hidden images are left out of plain listings
-                found.update((image["id"], image) for image in self._client.images.list(filters=filters))
-        self._orphans = [i for i, image in found.items() if image["status"] in _ORPHAN]
-        return [_held(image) for image in found.values() if image["status"] in _LIVE]
+            found = self._listing(owner, hidden=False)
+            if listing.needs_hidden_listing(known, found):
+                found.update(self._listing(owner, hidden=True))
+        self._orphans = [i for i, image in found.items() if image["status"] in listing.ORPHAN]
+        return [listing.held(image) for image in found.values() if image["status"] in listing.LIVE]
+
+    def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
+        filters: dict[str, Any] = {"tag": [self.tag], "owner": owner}
+        if hidden:
+            filters["os_hidden"] = True  # hidden images are left out of plain listings
+        images = self._client.images.list(filters=filters, page_size=listing.PAGE_SIZE)
+        return {image["id"]: image for image in images}
 
     def cleanup(self) -> list[str]:
         """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""
@@ -277,13 +284,3 @@ class _UploadReads:
 
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
-
-
-def _held(image: Any) -> Held:
-    return Held(target_id=str(image["id"]), list_name=image.get("imagesync_list"),
-                identifier=image.get("imagesync_image_id"), version=image.get("imagesync_version"),
-                sha512=image.get("imagesync_sha512"),
-                active=image["status"] == "active" and not image.get("os_hidden", False),
-                digest=image.get("imagesync_digest"), name=image.get("name"), vo=image.get("ad_vo"),
-                disk_format=image.get("disk_format"), size=image.get("size"))
-
