@@ -16,7 +16,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-import glanceclient
+from keystoneauth1.adapter import Adapter
 
 from imagesync import properties, redact
 from imagesync.config import TargetSettings
@@ -46,13 +46,25 @@ class GlanceDriver:
         self.tag = settings.tag
         self._spec: AuthSpec = spec_for(settings)
         self._session = self._spec.session()
-        self._client = self._glance(self._session)
-        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=self._client,
+        # The image API as glanceclient finds it (same catalog entry and override), for the listings.
+        self._images = Adapter(self._session, service_type="image", region_name=self._spec.region,
+                               interface=self._spec.interface, endpoint_override=settings.endpoint)
+        self._made_client: Any = None
+        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=lambda: self._client,
                                 glance=self._glance, calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
 
+    @property
+    def _client(self) -> Any:
+        # Made on first use: a run that changes nothing here only lists, and never pays for importing glanceclient.
+        if self._made_client is None:
+            self._made_client = self._glance(self._session)
+        return self._made_client
+
     def _glance(self, session: Any) -> Any:
+        import glanceclient  # noqa: PLC0415 - only a run that changes images pays for it (about 0.1 s)
+
         extra = {"endpoint_override": self.settings.endpoint} if self.settings.endpoint else {}
         return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface,
                                    **extra)
@@ -72,11 +84,10 @@ class GlanceDriver:
         return [listing.held(image) for image in found.values() if image["status"] in listing.LIVE]
 
     def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
-        filters: dict[str, Any] = {"tag": [self.tag], "owner": owner}
+        query = {"tag": self.tag, "owner": str(owner)}
         if hidden:
-            filters["os_hidden"] = True  # hidden images are left out of plain listings
-        images = self._client.images.list(filters=filters, page_size=listing.PAGE_SIZE)
-        return {image["id"]: image for image in images}
+            query["os_hidden"] = "true"  # hidden images are left out of plain listings
+        return listing.list_images(self._images, query)
 
     def cleanup(self) -> list[str]:
         """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 from imagesync.model import Held
 
@@ -47,6 +48,18 @@ def needs_hidden_listing(known: Collection[str] | None, listed: Iterable[str]) -
     if not known:
         return True
     return not set(known) <= set(listed)
+
+
+def list_images(images: Any, query: Mapping[str, str], *, page_size: int = PAGE_SIZE) -> dict[str, Any]:
+    """Every image matching ``query``, by id, page after page (Glance's ``next`` link), through ``images``, a
+    keystoneauth1 adapter of the image API. Raises the adapter's exceptions (keystoneauth1's)."""
+    found: dict[str, Any] = {}
+    url: str | None = "/v2/images?" + urlencode({**query, "limit": str(page_size)})
+    while url:
+        body = images.get(url).json()
+        found.update((image["id"], image) for image in body["images"])
+        url = body.get("next")
+    return found
 
 
 def held(image: Mapping[str, Any]) -> Held:
