@@ -17,8 +17,9 @@ from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
-from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
+from imagesync.gather import ListOutcome
 from imagesync.lifecycle import TargetState
+from imagesync.lists import gather_lists
 from imagesync.logs import fields
 from imagesync.model import Held, Plan, TargetPolicy
 from imagesync.plan import diff
@@ -59,11 +60,6 @@ class RunObserver(Protocol):
     def lists_loaded(self, outcomes: list[ListOutcome]) -> None: ...
 
     def action_done(self, result: ActionResult) -> None: ...
-
-
-def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = ()) -> list[ListOutcome]:
-    """Fetch, verify, parse and check lists without touching any state (``lists``, ``check``)."""
-    return gather_lists(settings, None, names, now, record=False)
 
 
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
@@ -133,18 +129,6 @@ def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
             state_open.snapshot(source, Path(tmp) / "state.db")
         with StateStore.open(Path(tmp)) as store:
             yield store
-
-
-def gather_lists(settings: Settings, store: StateStore | None, names: tuple[str, ...], now: datetime, *,
-                 record: bool) -> list[ListOutcome]:
-    """The list stage for the selected lists; with ``record`` (and a store) the outcomes are remembered."""
-    fetcher = make_fetcher(settings)
-    try:
-        stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now, store=store, record=record)
-        outcomes = [stage.load(item) for item in selected(settings, names)]
-    finally:
-        fetcher.close()
-    return outcomes
 
 
 def _remembered(store: StateStore, chosen: list[TargetSettings]) -> dict[str, set[str]]:
