@@ -19,8 +19,9 @@ from imagesync.config import Settings
 from imagesync.drivers.glance import Foreign, GlanceDriver
 from imagesync.errors import ImagesyncError
 from imagesync.lifecycle import TargetState
+from imagesync.lists import gather_lists
 from imagesync.model import DesiredImage
-from imagesync.pipeline import gather_lists, open_state
+from imagesync.pipeline import open_state
 from imagesync.state import StateStore
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,9 @@
-"""Command line (DESIGN §2). The only module that prints and chooses exit codes."""
+"""Command line (DESIGN §2). The only module that prints and chooses exit codes.
+
+Each command imports what it needs when it runs: ``imagesync --version`` loads click and nothing heavy, ``lists``
+no state, driver or metrics code, and only a run that writes metrics imports prometheus_client
+(tests/integration/test_cli_imports.py holds each command to that).
+"""
 
 from __future__ import annotations
 
@@ -9,15 +14,17 @@ import sys
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
-from imagesync import atomic, config, gc, logs, metrics, notify, patience, pipeline, progress, redact, report
-from imagesync.config import Endorser, ListSettings, Settings
+from imagesync import logs, patience, redact
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
-from imagesync.gather import ListStage, make_fetcher, make_verifier
 from imagesync.textsafe import json_text, one_line
+
+if TYPE_CHECKING:
+    from imagesync.config import ListSettings, Settings
+    from imagesync.metrics import Recorder
 
 log = logging.getLogger(__name__)
 FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
@@ -34,6 +41,8 @@ class Context:
     def settings(self, *, required: bool = True, interactive: bool = False) -> Settings:
         """The loaded configuration; without a config file (and none asked for) defaults when not required.
         ``interactive`` commands get the terminal's patience (:mod:`imagesync.patience`). Raises ConfigError."""
+        from imagesync import config
+
         path = config.config_path(self.config_arg)
         if not required and self.config_arg is None and not path.exists():
             settings = config.from_mapping({}, source=Path("imagesync.yaml"))
@@ -76,6 +85,9 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
 
     Exit 0 (JSON verified: true) when it passed what its configuration asks for; signature: none lists
     pass as ACCEPTED UNSIGNED (JSON unsigned: true)."""
+    from imagesync import report
+    from imagesync.gather import ListStage, make_fetcher, make_verifier
+
     settings = obj.settings(required=False, interactive=True)
     item = _verify_item(settings, source, endorser_dn, endorser_ca, fingerprints)
     # --ca-dir is the trust of this one command: the HTTPS fetch of SOURCE as much as its signature.
@@ -96,6 +108,9 @@ def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str 
 
 def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endorser_ca: str | None,
                  fingerprints: tuple[str, ...]) -> ListSettings:
+    from imagesync import config
+    from imagesync.config import Endorser, ListSettings
+
     if (endorser_dn is None) != (endorser_ca is None):
         raise click.UsageError("--endorser-dn and --endorser-ca go together")
     configured = settings.list_named(source)
@@ -121,8 +136,11 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
 @click.pass_obj
 def lists_cmd(obj: Context, fmt: str) -> None:
     """Fetch, verify and parse every subscribed list and show its status."""
+    from imagesync import report
+    from imagesync.lists import collect_lists
+
     settings = obj.settings(interactive=True)
-    outcomes = pipeline.collect_lists(settings, now=datetime.now(UTC))
+    outcomes = collect_lists(settings, now=datetime.now(UTC))
     if fmt == "json":
         _print_json({"lists": [report.list_entry(o) for o in outcomes]})
     else:
@@ -163,13 +181,15 @@ def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str,
 
 def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
               report_file: Path | None) -> None:
+    from imagesync import atomic, notify, pipeline, progress, report
+
     settings = obj.settings(interactive=dry_run)
     _check_names("--list", list_names, [item.name for item in settings.lists])
     _check_names("--target", target_names, [t.name for t in settings.targets])
     if not settings.targets:
         raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",
                           subject=str(settings.source))
-    recorder = metrics.Recorder.for_run(settings, dry_run=dry_run)
+    recorder = _recorder(settings, dry_run)
     # Leaving the notifier waits for the deliveries; bars only on a terminal, never with -q.
     with notify.Notifier.for_run(settings, dry_run=dry_run) as notifier, \
             progress.on_terminal(enabled=not obj.quiet) as bars:
@@ -188,6 +208,15 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
     sys.exit(result.exit_code)
 
 
+def _recorder(settings: Settings, dry_run: bool) -> Recorder | None:
+    # Asked here, not by Recorder.for_run, so a run that writes no metrics never imports prometheus_client.
+    if settings.metrics_file is None or dry_run:
+        return None
+    from imagesync import metrics
+
+    return metrics.Recorder.for_run(settings, dry_run=dry_run)
+
+
 def _check_names(option: str, given: tuple[str, ...], known: list[str]) -> None:
     unknown = [name for name in given if name not in known]
     if unknown:
@@ -200,6 +229,8 @@ def _check_names(option: str, given: tuple[str, ...], known: list[str]) -> None:
 @click.pass_obj
 def images(obj: Context, list_name: str | None, fmt: str) -> None:
     """Known images, their versions and, per target, their ids and states (from the state, no network)."""
+    from imagesync import pipeline, report
+
     settings = obj.settings()
     with pipeline.open_state(settings, dry_run=True) as store:
         data = report.images_json(store, list_name)
@@ -231,6 +262,8 @@ def check_cmd(obj: Context, fmt: str) -> None:
 @click.pass_obj
 def gc_cmd(obj: Context, dry_run: bool) -> None:
     """Prune downloaded images, conversions and partial files the state no longer needs."""
+    from imagesync import gc
+
     settings = obj.settings()
     removed = gc.collect(settings, dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
@@ -249,6 +282,7 @@ def gc_cmd(obj: Context, dry_run: bool) -> None:
 @click.pass_obj
 def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...]) -> None:
     """Take over images another tool uploaded when identifier and checksum match a listed image."""
+    from imagesync import pipeline
     from imagesync.adopt import adopt as run_adopt
 
     settings = obj.settings()

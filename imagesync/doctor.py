@@ -15,8 +15,8 @@ from imagesync.convert import qemu_img_available
 from imagesync.drivers import base as drivers
 from imagesync.errors import ConfigError, ImagesyncError
 from imagesync.gather import ListOutcome
+from imagesync.lists import collect_lists
 from imagesync.netguard import HINT, AddressGuard, AddressRefused
-from imagesync.pipeline import collect_lists
 
 
 @dataclass(frozen=True)

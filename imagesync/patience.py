@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from imagesync.config import Settings
+if TYPE_CHECKING:  # the CLI imports this module for RULE before it knows whether a command needs the config
+    from imagesync.config import Settings
 
 RETRIES = 1
 BACKOFF = 0.5

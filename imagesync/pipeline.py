@@ -17,7 +17,9 @@ from imagesync.download import Downloader, DownloadPolicy
 from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
 from imagesync.execute import ActionResult, Executor, TargetRuntime
-from imagesync.gather import ListOutcome, ListStage, make_fetcher, make_verifier, selected
+from imagesync.gather import ListOutcome
+from imagesync.lifecycle import TargetState
+from imagesync.lists import gather_lists
 from imagesync.logs import fields
 from imagesync.model import Held, Plan, TargetPolicy
 from imagesync.plan import diff
@@ -60,11 +62,6 @@ class RunObserver(Protocol):
     def action_done(self, result: ActionResult) -> None: ...
 
 
-def collect_lists(settings: Settings, *, now: datetime, names: tuple[str, ...] = ()) -> list[ListOutcome]:
-    """Fetch, verify, parse and check lists without touching any state (``lists``, ``check``)."""
-    return gather_lists(settings, None, names, now, record=False)
-
-
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
          clock: Callable[[], datetime] = utcnow,
          finish: Callable[[SyncResult, StateStore], None] | None = None,
@@ -85,7 +82,7 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
         if observer is not None and not dry_run:
             observer.lists_loaded(result.lists)
-        runtimes, inventory = _connect(chosen, result, stack)
+        runtimes, inventory = _connect(chosen, result, stack, _remembered(store, chosen))
         # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
         reconcile(store, inventory, result.started_at)
         known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
@@ -134,27 +131,21 @@ def open_state(settings: Settings, dry_run: bool) -> Iterator[StateStore]:
             yield store
 
 
-def gather_lists(settings: Settings, store: StateStore | None, names: tuple[str, ...], now: datetime, *,
-                 record: bool) -> list[ListOutcome]:
-    """The list stage for the selected lists; with ``record`` (and a store) the outcomes are remembered."""
-    fetcher = make_fetcher(settings)
-    try:
-        stage = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=now, store=store, record=record)
-        outcomes = [stage.load(item) for item in selected(settings, names)]
-    finally:
-        fetcher.close()
-    return outcomes
+def _remembered(store: StateStore, chosen: list[TargetSettings]) -> dict[str, set[str]]:
+    """Per target, the ids of the images the state remembers there (not deleted): what its inventory must find."""
+    return {t.name: {r.target_id for r in store.target_images(target=t.name)
+                     if r.target_id is not None and r.state != TargetState.DELETED} for t in chosen}
 
 
-def _connect(chosen: list[TargetSettings], result: SyncResult,
-             stack: ExitStack) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
+def _connect(chosen: list[TargetSettings], result: SyncResult, stack: ExitStack,
+             remembered: dict[str, set[str]]) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
     runtimes: dict[str, TargetRuntime] = {}
     inventory: dict[str, list[Held]] = {}
     for target in chosen:
         try:
             driver = drivers.load(target)
             stack.callback(driver.close)
-            inventory[target.name] = driver.inventory()
+            inventory[target.name] = driver.inventory(known=remembered[target.name])
         except ConfigError:
             raise  # a bad target setting is the operator's to fix before any run (exit 2), not a flaky cloud
         except ImagesyncError as exc:

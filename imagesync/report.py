@@ -8,17 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from imagesync import redact
-from imagesync.accept import AcceptedList
-from imagesync.config import ListSettings
-from imagesync.execute import ActionResult
-from imagesync.gather import ListOutcome
 from imagesync.model import Placement, Signer
-from imagesync.pipeline import SyncResult, summary
-from imagesync.state import StateStore
 from imagesync.textsafe import one_line
+
+if TYPE_CHECKING:  # `lists` and `verify` report without loading a run's machinery (execute, download, convert)
+    from imagesync.accept import AcceptedList
+    from imagesync.config import ListSettings
+    from imagesync.execute import ActionResult
+    from imagesync.gather import ListOutcome
+    from imagesync.pipeline import SyncResult
+    from imagesync.state import StateStore
 
 
 def iso(value: datetime | None) -> str | None:
@@ -141,9 +143,15 @@ def sync_json(result: SyncResult) -> dict[str, Any]:
         "lists": [list_entry(o) for o in result.lists],
         "targets": [{"name": t.name, "status": t.status, "error": t.error} for t in result.targets],
         "actions": [action_entry(r) for r in result.results],
-        "summary": summary(result),
+        "summary": _summary(result),
         "notes": list(result.plan.notes),
     }
+
+
+def _summary(result: SyncResult) -> dict[str, int]:
+    from imagesync.pipeline import summary  # noqa: PLC0415 - see TYPE_CHECKING above; a sync has it loaded already
+
+    return summary(result)
 
 
 def sync_text(result: SyncResult) -> str:
@@ -163,7 +171,7 @@ def sync_text(result: SyncResult) -> str:
         lines.append(f"  {a.kind:<15} {a.target}: {a.list_name}/{a.identifier} {a.version} ({a.reason}) -> {status}"
                      + placement_text(a.placement))
     lines += [f"note: {note}" for note in result.plan.notes]
-    counts = summary(result)
+    counts = _summary(result)
     lines.append(f"{'planned' if result.dry_run else 'done'}: {counts['add']} add, {counts['update']} update, "
                  f"{counts['update-metadata']} update-metadata, {counts['retire']} retire, {counts['keep']} keep, "
                  f"{counts['failed']} failed; {counts['bytes_downloaded'] / 1024**2:.1f} MiB downloaded; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -48,8 +49,10 @@ class Driver(Protocol):
     name: str
     capabilities: Capabilities
 
-    def inventory(self) -> list[Held]:
-        """Everything the target holds that carries our tag. Raises TargetError (target unreachable)."""
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Everything the target holds that carries our tag. ``known`` is the ids of the images the state
+        remembers in this target (None: no state at hand); a driver may use it to spare itself work, never to
+        leave out an image of ``known`` that it holds. Raises TargetError (target unreachable)."""
         ...
 
     def add(self, upload: Upload) -> str:

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Collection
 from pathlib import Path
 
 from imagesync import atomic, properties
@@ -35,7 +36,9 @@ class DirectoryDriver:
         self.tag = settings.tag
         self.formats = settings.disk_formats or self.capabilities.formats
 
-    def inventory(self) -> list[Held]:
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Every sidecar under ``path`` (retired ones inactive); ``known`` would spare nothing here. Raises
+        TargetError when neither ``path`` nor its parent exists."""
         if not self.root.is_dir():
             if self.root.parent.is_dir():
                 return []

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import IO, Any
 
-import glanceclient
+from keystoneauth1.adapter import Adapter
 
 from imagesync import properties, redact
 from imagesync.config import TargetSettings
+from imagesync.drivers import glance_inventory as listing
 from imagesync.drivers.base import Capabilities, TargetError, Upload
 from imagesync.drivers.glance_errors import TargetCallError, calls
 from imagesync.drivers.glance_share import Sharing
@@ -28,8 +30,6 @@ from imagesync.progress import Meter
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
-_LIVE = ("active", "deactivated")
-_ORPHAN = ("queued", "saving", "killed", "importing", "uploading")
 _CORE = ("disk_format", "container_format")
 _UPLOAD_ATTEMPTS = 3
 _READ_SIZE = 64 * 1024
@@ -46,30 +46,48 @@ class GlanceDriver:
         self.tag = settings.tag
         self._spec: AuthSpec = spec_for(settings)
         self._session = self._spec.session()
-        self._client = self._glance(self._session)
-        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=self._client,
+        # The image API as glanceclient finds it (same catalog entry and override), for the listings.
+        self._images = Adapter(self._session, service_type="image", region_name=self._spec.region,
+                               interface=self._spec.interface, endpoint_override=settings.endpoint)
+        self._made_client: Any = None
+        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=lambda: self._client,
                                 glance=self._glance, calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
 
+    @property
+    def _client(self) -> Any:
+        # Made on first use: a run that changes nothing here only lists, and never pays for importing glanceclient.
+        if self._made_client is None:
+            self._made_client = self._glance(self._session)
+        return self._made_client
+
     def _glance(self, session: Any) -> Any:
+        import glanceclient  # noqa: PLC0415 - only a run that changes images pays for it (about 0.1 s)
+
         extra = {"endpoint_override": self.settings.endpoint} if self.settings.endpoint else {}
         return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface,
                                    **extra)
 
     # -- what the target holds --------------------------------------------------------------------------------
 
-    def inventory(self) -> list[Held]:
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Every image of our project carrying our tag; hidden ones are listed only when ``known`` (the ids the
+        state remembers here) says they may matter (:mod:`imagesync.drivers.glance_inventory`). Raises
+        TargetError."""
         with self._calls("list images"):
             owner = self._session.get_project_id()
-            found: dict[str, Any] = {}
-            for hidden in (False, True):
-                filters: dict[str, Any] = {"tag": [self.tag], "owner": owner}
-                if hidden:
-                    filters["os_hidden"] = True  # hidden images are left out of plain listings
-                found.update((image["id"], image) for image in self._client.images.list(filters=filters))
-        self._orphans = [i for i, image in found.items() if image["status"] in _ORPHAN]
-        return [_held(image) for image in found.values() if image["status"] in _LIVE]
+            found = self._listing(owner, hidden=False)
+            if listing.needs_hidden_listing(known, found):
+                found.update(self._listing(owner, hidden=True))
+        self._orphans = [i for i, image in found.items() if image["status"] in listing.ORPHAN]
+        return [listing.held(image) for image in found.values() if image["status"] in listing.LIVE]
+
+    def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
+        query = {"tag": self.tag, "owner": str(owner)}
+        if hidden:
+            query["os_hidden"] = "true"  # hidden images are left out of plain listings
+        return listing.list_images(self._images, query)
 
     def cleanup(self) -> list[str]:
         """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""
@@ -277,13 +295,3 @@ class _UploadReads:
 
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
-
-
-def _held(image: Any) -> Held:
-    return Held(target_id=str(image["id"]), list_name=image.get("imagesync_list"),
-                identifier=image.get("imagesync_image_id"), version=image.get("imagesync_version"),
-                sha512=image.get("imagesync_sha512"),
-                active=image["status"] == "active" and not image.get("os_hidden", False),
-                digest=image.get("imagesync_digest"), name=image.get("name"), vo=image.get("ad_vo"),
-                disk_format=image.get("disk_format"), size=image.get("size"))
-

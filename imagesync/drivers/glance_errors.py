@@ -4,11 +4,11 @@ and whether trying again may help."""
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from glanceclient import exc as glance_exc
 from keystoneauth1 import exceptions as ks_exc
 
 from imagesync import redact
@@ -20,21 +20,35 @@ from imagesync.errors import ImagesyncError, brief
 @contextmanager
 def calls(target: str, what: str, timeout: float, auth_url: str | None = None) -> Iterator[None]:
     """Turn the client libraries' exceptions inside the block into TargetCallError about ``what`` on ``target``,
-    whose calls wait ``timeout`` seconds at most and authenticate at ``auth_url``."""
+    whose calls wait ``timeout`` seconds at most and authenticate at ``auth_url``; others pass unchanged."""
     try:
         yield
     except ImagesyncError:
         raise
-    except glance_exc.HTTPException as exc:
+    except Exception as exc:
+        error = _translated(exc, target, what, timeout, auth_url)
+        if error is None:
+            raise
+        raise error from None
+
+
+def _translated(exc: Exception, target: str, what: str, timeout: float,
+                auth_url: str | None) -> TargetCallError | None:
+    # glanceclient is imported by the first call that changes an image (a no-op run only lists, through
+    # keystoneauth1): until it is, none of its exceptions can have been raised.
+    glance_exc = sys.modules.get("glanceclient.exc")
+    if glance_exc is not None and isinstance(exc, glance_exc.HTTPException):
         code = _http_status(exc)
-        raise _target_error(target, what, f"Glance answered HTTP {code}: {brief(exc)}", code) from None
-    except ks_exc.Unauthorized:
-        raise _target_error(target, what, "Keystone refused the credentials (HTTP 401)", 401) from None
-    except ks_exc.HttpError as exc:
+        return _target_error(target, what, f"Glance answered HTTP {code}: {brief(exc)}", code)
+    if isinstance(exc, ks_exc.Unauthorized):
+        return _target_error(target, what, "Keystone refused the credentials (HTTP 401)", 401)
+    if isinstance(exc, ks_exc.HttpError):
         code = int(exc.http_status or 0)
-        raise _target_error(target, what, f"HTTP {code}: {brief(exc)}", code) from None
-    except (ks_exc.ClientException, glance_exc.BaseException, OSError) as exc:
-        raise _target_error(target, what, _cause(exc, timeout, auth_url), 0, retry=True) from None
+        return _target_error(target, what, f"HTTP {code}: {brief(exc)}", code)
+    if isinstance(exc, ks_exc.ClientException | OSError) or (
+            glance_exc is not None and isinstance(exc, glance_exc.BaseException)):
+        return _target_error(target, what, _cause(exc, timeout, auth_url), 0, retry=True)
+    return None
 
 
 def _cause(exc: BaseException, timeout: float, auth_url: str | None) -> str:

@@ -24,8 +24,10 @@ from imagesync.model import DesiredImage
 class Sharing:
     """VO -> project resolution and image sharing for one Glance target; nothing is contacted until needed."""
 
-    def __init__(self, settings: TargetSettings, *, session: Any, spec: AuthSpec, client: Any,
+    def __init__(self, settings: TargetSettings, *, session: Any, spec: AuthSpec, client: Callable[[], Any],
                  glance: Callable[[Any], Any], calls: Callable[[str], AbstractContextManager[None]]) -> None:
+        """``client`` gives the driver's glanceclient (made when first asked for), ``glance`` makes one for
+        another session."""
         self._settings = settings
         self._session = session
         self._spec = spec
@@ -68,7 +70,7 @@ class Sharing:
         """Share ``image_id`` with each project and accept it there. Raises TargetError."""
         for project_id in members:
             with self._calls(f"share {image_id} with project {project_id}"):
-                self._client.image_members.create(image_id, project_id)
+                self._client().image_members.create(image_id, project_id)
             self._accept(image_id, project_id)
 
     def share_missing(self, target_id: str, desired: DesiredImage) -> None:
@@ -77,12 +79,12 @@ class Sharing:
         if not members:
             return  # Glance refuses to list members of images that are not shared
         with self._calls(f"list members of {target_id}"):
-            present = {m["member_id"]: m["status"] for m in self._client.image_members.list(target_id)}
+            present = {m["member_id"]: m["status"] for m in self._client().image_members.list(target_id)}
         missing = [p for p in members if present.get(p) != "accepted"]
         for project_id in missing:
             if project_id not in present:
                 with self._calls(f"share {target_id} with project {project_id}"):
-                    self._client.image_members.create(target_id, project_id)
+                    self._client().image_members.create(target_id, project_id)
             self._accept(target_id, project_id)
 
     def _accept(self, image_id: str, project_id: str) -> None:

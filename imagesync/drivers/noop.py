@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 
 from imagesync.config import TargetSettings
 from imagesync.drivers.base import Capabilities, Upload
@@ -17,7 +18,8 @@ class NoopDriver:
     def __init__(self, settings: TargetSettings) -> None:
         self.name = settings.name
 
-    def inventory(self) -> list[Held]:
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Nothing: a noop target never holds an image."""
         return []
 
     def add(self, upload: Upload) -> str:
