@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,10 +80,9 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
             stack.enter_context(lock.acquire(settings.state_dir))
         store = stack.enter_context(open_state(settings, dry_run))
         run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
-        result.lists = gather_lists(settings, store, lists, result.started_at, record=not dry_run)
+        runtimes, inventory = _gather_and_connect(settings, store, lists, chosen, result=result, stack=stack)
         if observer is not None and not dry_run:
             observer.lists_loaded(result.lists)
-        runtimes, inventory = _connect(chosen, result, stack, _remembered(store, chosen))
         # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
         reconcile(store, inventory, result.started_at)
         known = {name: [r.known() for r in store.target_images(target=name)] for name in runtimes}
@@ -135,6 +135,19 @@ def _remembered(store: StateStore, chosen: list[TargetSettings]) -> dict[str, se
     """Per target, the ids of the images the state remembers there (not deleted): what its inventory must find."""
     return {t.name: {r.target_id for r in store.target_images(target=t.name)
                      if r.target_id is not None and r.state != TargetState.DELETED} for t in chosen}
+
+
+def _gather_and_connect(settings: Settings, store: StateStore, lists: tuple[str, ...], chosen: list[TargetSettings],
+                        *, result: SyncResult, stack: ExitStack,
+                        ) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
+    """Fetch and verify the lists (into ``result.lists``) while the targets are reached and listed: a Keystone token
+    and a Glance listing take as long as the lists do, and a no-op run is little else. Raises what either raises
+    (ConfigError for a bad target setting, StateError), once both are over."""
+    remembered = _remembered(store, chosen)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="connect") as pool:
+        connecting = pool.submit(_connect, chosen, result, stack, remembered)
+        result.lists = gather_lists(settings, store, lists, result.started_at, record=not result.dry_run)
+        return connecting.result()
 
 
 def _connect(chosen: list[TargetSettings], result: SyncResult, stack: ExitStack,
