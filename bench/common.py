@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import os
 import shutil
@@ -9,6 +10,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+import imagesync
 
 MiB = 1024 * 1024
 
@@ -49,3 +52,10 @@ def work_dir(parent: Path | None, keep: bool) -> Iterator[Path]:
             print(f"kept {path}")
         else:
             shutil.rmtree(path, ignore_errors=True)
+
+
+def compile_like_installed() -> None:
+    """Write imagesync's bytecode, as ``pip install`` does: a checkout run with PYTHONDONTWRITEBYTECODE (set on the
+    benchmark machine) would otherwise compile every module in every timed run, which no installed copy does."""
+    compileall.compile_dir(Path(imagesync.__file__).parent, quiet=1)
+    print("imagesync's bytecode compiled, as an installed copy has it")

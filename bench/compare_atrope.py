@@ -59,7 +59,7 @@ from typing import Any
 
 import yaml
 from cloudenv import Cloud, child_env, dev_cloud, devcloud_home  # bench/ is on sys.path when a benchmark runs
-from common import make_image, parse_size, work_dir
+from common import compile_like_installed, make_image, parse_size, work_dir
 from publisher import VO, Listed, Publisher, later
 
 from imagesync.download import Downloader, DownloadPolicy, DownloadRequest
@@ -506,6 +506,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-upload":
         return child_upload(sys.argv[2])
     args = parser.parse_args()
+    compile_like_installed()
     atrope = ensure_atrope(args.cache)
     with work_dir(args.dir, args.keep) as root:
         figures = measure(args, root, atrope)

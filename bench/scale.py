@@ -36,7 +36,7 @@ from typing import Any
 import requests
 import yaml
 from cloudenv import Cloud, child_env, dev_cloud  # bench/ is on sys.path when a benchmark runs
-from common import parse_size, work_dir
+from common import compile_like_installed, parse_size, work_dir
 from publisher import Listed, Publisher, later
 
 BENCH = Path(__file__).resolve().parent
@@ -278,6 +278,7 @@ def main() -> int:
     if len(sys.argv) > 1 and sys.argv[1] == "--child-list":
         return child_list()
     args = parser.parse_args()
+    compile_like_installed()
     targets = {t.strip() for t in args.targets.split(",") if t.strip()}
     figures: dict[str, Any] = {}
     with work_dir(args.dir, args.keep) as root, Publisher(root) as publisher:
