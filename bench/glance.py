@@ -26,7 +26,8 @@ from pathlib import Path
 from types import MappingProxyType
 from uuid import uuid4
 
-from common import make_image, parse_size  # bench/ is on sys.path when a benchmark runs
+from cloudenv import dev_cloud  # bench/ is on sys.path when a benchmark runs
+from common import make_image, parse_size
 from glanceclient import client  # type: ignore[import-untyped,unused-ignore]
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
@@ -49,19 +50,8 @@ def cloud_env(root: Path) -> Iterator[dict[str, str]]:
     if os.environ.get("OS_AUTH_URL"):
         yield {k: v for k, v in os.environ.items() if k.startswith("OS_")}
         return
-    run_dir = root / "devcloud"
-    devcloud = [sys.executable, str(DEVCLOUD)]
-    subprocess.run([*devcloud, "install"], check=True)
-    subprocess.run([*devcloud, "start", "--dir", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
-    try:
-        doc = json.loads((run_dir / "cloud.json").read_text())
-        user = doc["imagesync"]
-        yield {"OS_AUTH_URL": doc["auth_url"], "OS_USERNAME": user["username"], "OS_PASSWORD": user["password"],
-               "OS_PROJECT_NAME": user["project_name"], "OS_USER_DOMAIN_NAME": user["user_domain_name"],
-               "OS_PROJECT_DOMAIN_NAME": user["project_domain_name"], "OS_REGION_NAME": doc["region"],
-               "OS_IDENTITY_API_VERSION": "3", "OS_INTERFACE": "public"}
-    finally:
-        subprocess.run([*devcloud, "stop", "--dir", str(run_dir)], check=True)
+    with dev_cloud(root) as cloud:
+        yield cloud.env()
 
 
 def child_env(cloud: Mapping[str, str]) -> dict[str, str]:

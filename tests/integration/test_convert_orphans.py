@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from imagesync.convert import prepare, qemu_img_available
+from tests.support.qemu_calls import wrapped_qemu_img
 
 pytestmark = pytest.mark.skipif(qemu_img_available() is None, reason="qemu-img not installed")
 
@@ -35,14 +36,8 @@ CHILD = textwrap.dedent("""
 
 def slow_qemu_img(directory: Path) -> Path:
     """A ``qemu-img`` that is the real one (same process, via exec) with conversions limited to 1 MiB/s."""
-    real = qemu_img_available()
-    assert real is not None
-    directory.mkdir()
-    wrapper = directory / "qemu-img"
-    wrapper.write_text(f'#!/bin/sh\nif [ "$1" = convert ]; then shift; exec {real} convert -r 1M "$@"; fi\n'
-                       f'exec {real} "$@"\n')
-    wrapper.chmod(0o755)
-    return directory
+    return wrapped_qemu_img(directory, 'if [ "$1" = convert ]; then shift; exec {real} convert -r 1M "$@"; fi\n'
+                                       'exec {real} "$@"\n')
 
 
 def start_time(pid: int) -> str | None:

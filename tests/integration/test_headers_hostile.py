@@ -20,7 +20,7 @@ from tests.support.images import (
     qcow2_with_data_file,
     qemu_img,
 )
-from tests.support.qemu_calls import Calls, count_qemu_calls
+from tests.support.qemu_calls import Calls, count_qemu_calls, wrapped_qemu_img
 
 QEMU_FAILS = "qemu-img info failed"
 
@@ -133,14 +133,8 @@ def test_a_qcow2_is_only_vouched_for_as_a_qcow2(plain: Path) -> None:
 
 def _fake_qemu_img(directory: Path, extra_driver: str) -> Path:
     """A qemu-img on PATH that lists one more block driver and runs the real one for everything else."""
-    real = qemu.qemu_img_available()
-    assert real is not None
-    directory.mkdir()
-    script = directory / "qemu-img"
-    script.write_text(f'#!/bin/sh\nif [ "$1" = --help ]; then\n  "{real}" --help | sed "s/^Supported formats:/& '
-                      f'{extra_driver}/"\nelse\n  exec "{real}" "$@"\nfi\n')
-    script.chmod(0o755)
-    return directory
+    listing = f'"{{real}}" --help | sed "s/^Supported formats:/& {extra_driver}/"'
+    return wrapped_qemu_img(directory, f'if [ "$1" = --help ]; then\n  {listing}\nelse\n  exec "{{real}}" "$@"\nfi\n')
 
 
 def test_a_qemu_img_with_a_driver_we_do_not_know_turns_the_fast_path_off(tmp_path: Path, plain: Path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,15 @@ def count_qemu_calls(monkeypatch: pytest.MonkeyPatch) -> Calls:
 
     monkeypatch.setattr(qemu, "run", counting)
     return calls
+
+
+def wrapped_qemu_img(directory: Path, script: str) -> Path:
+    """Create ``directory`` holding a ``qemu-img`` shell ``script`` around the real one (``{real}`` in the script is
+    its path); returns the directory, for the front of PATH."""
+    real = qemu.qemu_img_available()
+    assert real is not None
+    directory.mkdir()
+    wrapper = directory / "qemu-img"
+    wrapper.write_text("#!/bin/sh\n" + script.replace("{real}", real))
+    wrapper.chmod(0o755)
+    return directory
