@@ -62,8 +62,8 @@ from cloudenv import Cloud, child_env, dev_cloud, devcloud_home  # bench/ is on 
 from common import compile_like_installed, make_image, parse_size, work_dir
 from publisher import VO, Listed, Publisher, later
 
-from imagesync.download import Downloader, DownloadPolicy, DownloadRequest
-from imagesync.netguard import parse_networks
+from imagesync.images.download import Downloader, DownloadPolicy, DownloadRequest
+from imagesync.net.guard import parse_networks
 
 MiB = 1024 * 1024
 BENCH = Path(__file__).resolve().parent

@@ -32,10 +32,10 @@ from glanceclient import client  # type: ignore[import-untyped,unused-ignore]
 from keystoneauth1 import session
 from keystoneauth1.identity import v3
 
-from imagesync.config import TargetSettings
-from imagesync.drivers import glance as glance_driver
-from imagesync.drivers.base import Upload
+from imagesync.config.settings import TargetSettings
 from imagesync.model import DesiredImage, Image
+from imagesync.targets.base import Upload
+from imagesync.targets.glance import driver as glance_driver
 
 MiB = 1024 * 1024
 BLOCK = 16 * MiB

@@ -20,10 +20,10 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import dn
 from imagesync.demo import pki
 from imagesync.demo.handler import _Resource
 from imagesync.demo.server import ListServer
+from imagesync.sources.hepix import dn
 
 IMAGE_PREFIX = "/images/"
 VO = "bench.vo"

@@ -23,8 +23,8 @@ from pathlib import Path
 from common import make_image, parse_size  # bench/ is on sys.path when a benchmark runs
 
 from imagesync.demo.server import ListServer
-from imagesync.download import Downloader, DownloadPolicy, DownloadRequest
-from imagesync.netguard import parse_networks
+from imagesync.images.download import Downloader, DownloadPolicy, DownloadRequest
+from imagesync.net.guard import parse_networks
 
 MiB = 1024 * 1024
 RATIO_TARGET = 0.75

@@ -21,9 +21,9 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import dn, smime
-from imagesync.castore import CAStore
 from imagesync.demo import pki
+from imagesync.sources.hepix import dn, smime
+from imagesync.sources.hepix.castore import CAStore
 
 TARGET = 5.0
 

@@ -1,5 +1,5 @@
 """``python -m imagesync``."""
 
-from imagesync.cli import main
+from imagesync.cli.main import main
 
 main()

@@ -16,11 +16,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagesync import config, report
+from imagesync.cli import report
+from imagesync.config import settings as config
 from imagesync.demo.world import LIST_PATH, DemoWorld, as_qcow2, build, demo_images
-from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ImagesyncError
-from imagesync.pipeline import SyncResult, sync
+from imagesync.run.pipeline import SyncResult, sync
+from imagesync.targets import base as drivers
 
 Echo = Callable[[str], None]
 MEANING = {

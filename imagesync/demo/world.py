@@ -19,10 +19,10 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import dn
-from imagesync.convert import ConversionError, qemu_img_available
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
+from imagesync.images.convert import ConversionError, qemu_img_available
+from imagesync.sources.hepix import dn
 
 LIST_PATH = "/store/vo/demo.vo/image.list"
 VO = "demo.vo"

@@ -62,6 +62,6 @@ def _killing(real: Callable[..., Any], when: str, nth: int) -> Callable[..., Any
 
 if __name__ == "__main__":
     arm(sys.argv[1])
-    from imagesync.cli import main
+    from imagesync.cli.main import main
 
     main(sys.argv[2:])

@@ -19,11 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagesync import config, gc, lock, pipeline, report
+from imagesync.cli import report
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, as_qcow2
-from imagesync.drivers import base as drivers
 from imagesync.errors import EXIT_OK, LockHeldError
 from imagesync.model import Held
+from imagesync.run import gc, lock, pipeline
+from imagesync.targets import base as drivers
 
 KILLER = Path(__file__).resolve().parent / "killer.py"
 ACTIVE = {("demo-alpine", "2.0"), ("demo-centos", "1.0"), ("demo-fedora", "1.0")}
@@ -52,9 +54,9 @@ def random_points(count: int, *, seed: int, moment_ms: int, writes: int) -> list
     for _ in range(count):
         run = rng.choice((1, 2))
         if rng.random() < 0.5:
-            spec = f"imagesync.pipeline:sync@during:{rng.randrange(moment_ms)}"
+            spec = f"imagesync.run.pipeline:sync@during:{rng.randrange(moment_ms)}"
         else:
-            spec = f"imagesync.state:StateStore.transition@after#{rng.randrange(1, writes)}"
+            spec = f"imagesync.state.store:StateStore.transition@after#{rng.randrange(1, writes)}"
         points.append(Point(run, spec, aimed=False))
     return points
 

@@ -17,24 +17,24 @@ import pytest
 from imagesync.demo.world import build
 from tests.crash.scenario import RANDOM_POINTS, SEED, Point, Scenario, random_points
 
-DIRECTORY = "imagesync.drivers.directory:DirectoryDriver"
+DIRECTORY = "imagesync.targets.directory:DirectoryDriver"
 AIMED = [
-    Point(1, "imagesync.stream:Sink.put@after#1"),
-    Point(1, "imagesync.download:Downloader._promote@before#2"),
-    Point(1, "imagesync.download:Downloader._promote@after#1"),
-    Point(1, "imagesync.convert:_convert@during:2"),
-    Point(1, "imagesync.convert:_convert@after#1"),
-    Point(1, "imagesync.convert:prepare@after#3"),
+    Point(1, "imagesync.images.stream:Sink.put@after#1"),
+    Point(1, "imagesync.images.download:Downloader._promote@before#2"),
+    Point(1, "imagesync.images.download:Downloader._promote@after#1"),
+    Point(1, "imagesync.images.convert:_convert@during:2"),
+    Point(1, "imagesync.images.convert:_convert@after#1"),
+    Point(1, "imagesync.images.convert:prepare@after#3"),
     Point(1, f"{DIRECTORY}.add@before#1"),
-    Point(1, "imagesync.atomic:copy_file@after#2"),
+    Point(1, "imagesync.util.atomic:copy_file@after#2"),
     Point(1, f"{DIRECTORY}.add@after#1"),
     Point(1, f"{DIRECTORY}.add@after#3"),
-    Point(1, "imagesync.state:StateStore.upsert_image@after#2"),
-    Point(1, "imagesync.state:StateStore.record_list_ok@after#1"),
-    Point(1, "imagesync.state:StateStore.transition@after#4"),
-    Point(2, "imagesync.stream:Sink.put@after#2"),
-    Point(2, "imagesync.download:Downloader._promote@after#1"),
-    Point(2, "imagesync.convert:_convert@after#1"),
+    Point(1, "imagesync.state.store:StateStore.upsert_image@after#2"),
+    Point(1, "imagesync.state.store:StateStore.record_list_ok@after#1"),
+    Point(1, "imagesync.state.store:StateStore.transition@after#4"),
+    Point(2, "imagesync.images.stream:Sink.put@after#2"),
+    Point(2, "imagesync.images.download:Downloader._promote@after#1"),
+    Point(2, "imagesync.images.convert:_convert@after#1"),
     Point(2, f"{DIRECTORY}.add@before#1"),
     Point(2, f"{DIRECTORY}.add@after#1"),
     Point(2, f"{DIRECTORY}.add@after#2"),
@@ -43,10 +43,10 @@ AIMED = [
     Point(2, f"{DIRECTORY}.retire@before#1"),
     Point(2, f"{DIRECTORY}.retire@after#1"),
     Point(2, f"{DIRECTORY}.retire@after#2"),
-    Point(2, "imagesync.reconcile:reconcile@after#1"),
-    Point(2, "imagesync.state:StateStore.transition@after#1"),
-    Point(2, "imagesync.state:StateStore.transition@after#6"),
-    Point(2, "imagesync.state:StateStore.record_list_ok@before#1"),
+    Point(2, "imagesync.run.reconcile:reconcile@after#1"),
+    Point(2, "imagesync.state.store:StateStore.transition@after#1"),
+    Point(2, "imagesync.state.store:StateStore.transition@after#6"),
+    Point(2, "imagesync.state.store:StateStore.record_list_ok@before#1"),
 ]
 POINTS = AIMED + random_points(8 + RANDOM_POINTS, seed=SEED, moment_ms=600, writes=16)
 

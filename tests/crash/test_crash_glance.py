@@ -27,11 +27,11 @@ AIMED = [
     Point(2, f"{IMAGES}.update@after#1"),
     Point(2, f"{IMAGES}.deactivate@during:5#1"),
     Point(2, f"{IMAGES}.deactivate@after#1"),
-    Point(2, "imagesync.state:StateStore.transition@after#3"),
+    Point(2, "imagesync.state.store:StateStore.transition@after#3"),
 ]
 # About 14 s each against the dev cloud: these join the CI set only in a long run (README.md).
 LONG = [
-    Point(1, "imagesync.drivers.glance:GlanceDriver.add@after#3"),
+    Point(1, "imagesync.targets.glance.driver:GlanceDriver.add@after#3"),
     Point(2, f"{IMAGES}.upload@after#1"),
     Point(2, f"{IMAGES}.deactivate@after#2"),
 ]
@@ -40,8 +40,8 @@ POINTS = AIMED + (LONG if RANDOM_POINTS else []) + random_points(1 + RANDOM_POIN
 # With retire mode hide, right after Glance hid an image and before the state recorded it: the next run's plain
 # listing no longer shows an image the state holds active, so it must list the hidden ones to find it retired.
 HIDDEN = [
-    Point(2, "imagesync.drivers.glance:GlanceDriver.retire@after#1"),  # the superseded demo-alpine 1.0
-    Point(2, "imagesync.drivers.glance:GlanceDriver.retire@after#2"),  # demo-debian, gone from the list
+    Point(2, "imagesync.targets.glance.driver:GlanceDriver.retire@after#1"),  # the superseded demo-alpine 1.0
+    Point(2, "imagesync.targets.glance.driver:GlanceDriver.retire@after#2"),  # demo-debian, gone from the list
 ]
 
 

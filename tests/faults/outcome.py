@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.errors import EXIT_OK
-from imagesync.pipeline import sync
+from imagesync.run.pipeline import sync
 
 REPO = Path(__file__).resolve().parents[2]
 

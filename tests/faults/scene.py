@@ -22,10 +22,10 @@ import yaml
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import dn
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
 from imagesync.demo.world import DemoImage, DemoWorld
+from imagesync.sources.hepix import dn
 from tests.support.samples import hepix_list
 
 LIST_PATHS = {"demo": "/lists/demo.list", "other": "/lists/other.list"}

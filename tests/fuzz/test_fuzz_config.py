@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import config, redact
+from imagesync.config import settings as config
 from imagesync.errors import ImagesyncError
+from imagesync.util import redact
 from tests.fuzz import campaign
 from tests.fuzz.documents import yaml_mutation
 from tests.fuzz.mutators import bytes_mutation

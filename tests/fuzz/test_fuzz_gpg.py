@@ -13,8 +13,8 @@ from pathlib import Path
 import gnupg
 import pytest
 
-from imagesync import gpg
 from imagesync.errors import ImagesyncError
+from imagesync.sources.hepix import gpg
 from tests.fuzz import campaign
 from tests.fuzz.mutators import bytes_mutation
 from tests.support.gpgkeys import new_signing_key

@@ -11,9 +11,10 @@ import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from imagesync import hepix, properties
 from imagesync.errors import ImagesyncError, ListFormatError
 from imagesync.model import DesiredImage, ImageList
+from imagesync.sources.hepix import parse as hepix
+from imagesync.targets import properties
 from tests.fuzz import campaign
 from tests.fuzz.documents import json_mutation
 from tests.fuzz.mutators import bytes_mutation

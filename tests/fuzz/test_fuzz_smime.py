@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import smime
-from imagesync.castore import CAStore
 from imagesync.errors import ImagesyncError
+from imagesync.sources.hepix import smime
+from imagesync.sources.hepix.castore import CAStore
 from tests.fuzz import campaign
 from tests.fuzz.mutators import asn1_mutation, bytes_mutation
 from tests.support import asn1tree

@@ -15,12 +15,12 @@ from typing import Any
 import pytest
 import yaml
 
-from imagesync import config as configuration
-from imagesync import lock, pipeline
+from imagesync.config import settings as configuration
 from imagesync.demo import pki
 from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
-from imagesync.execute import ActionResult
-from imagesync.gather import ListOutcome
+from imagesync.run import lock, pipeline
+from imagesync.run.execute import ActionResult
+from imagesync.sources.hepix.stage import ListOutcome
 from tests.devcloud.fixture import DevCloud
 from tests.support.cli import run as run_cli
 from tests.support.hookscript import calls, recorder

@@ -17,7 +17,8 @@ CLOUD = frozenset({"glanceclient", "keystoneauth1"})
 HEAVY = CLOUD | {"prometheus_client", "cryptography", "asn1crypto", "gnupg", "yaml", "requests", "urllib3",
                  "sqlite3"}
 # What a sync needs beyond the lists: the executor and what it drives.
-RUN_MACHINERY = frozenset({"imagesync.execute", "imagesync.download", "imagesync.convert", "imagesync.pipeline"})
+RUN_MACHINERY = frozenset({"imagesync.run.execute", "imagesync.images.download", "imagesync.images.convert",
+                           "imagesync.run.pipeline"})
 
 
 def _config(world: DemoWorld, tmp_path: Path, *, metrics: bool) -> Path:

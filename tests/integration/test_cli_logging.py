@@ -146,7 +146,7 @@ def test_syslog_receives_every_record(world: DemoWorld, tmp_path: Path) -> None:
     # local3 is facility 19: priority 19 * 8 + severity (3 error, 6 info); -q quiets stderr, not syslog.
     failed = [d for d in datagrams if "list=bad" in d]
     assert len(failed) == 1 and failed[0].startswith("<155>imagesync["), datagrams
-    assert " ERROR imagesync.gather: " in failed[0]
+    assert " ERROR imagesync.sources.hepix.stage: " in failed[0]
     added = [d for d in datagrams if "action=add result=done" in d]
     assert len(added) == 2 and all(d.startswith("<158>imagesync[") for d in added), datagrams
     assert world.token not in "".join(datagrams)
@@ -164,7 +164,8 @@ LIBRARY_WARNINGS = textwrap.dedent("""
     import sys
     import requests
     from keystoneauth1 import discover, session
-    from imagesync import logs, redact
+    from imagesync.cli import logs
+    from imagesync.util import redact
 
     logs.configure(20, sys.argv[2])
     redact.register("s3cret-in-url")

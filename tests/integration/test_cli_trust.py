@@ -38,7 +38,7 @@ def test_sync_refuses_images_on_loopback_unless_allowed(world: DemoWorld) -> Non
 
 
 # A field that, printed raw, ends the current line, forges a record, clears the screen and reverses the text.
-FORGED = "2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED"
+FORGED = "2026-01-01T00:00:00 ERROR imagesync.run.pipeline: FORGED"
 HOSTILE = f"evil\n{FORGED}\r{FORGED}\x1b[2J\x85{FORGED}\u2028{FORGED}\u2029\u202e\x07"
 RECORD = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) imagesync[\w.]*: ")
 
@@ -63,9 +63,9 @@ def test_hostile_image_fields_forge_no_log_or_report_line(world: DemoWorld) -> N
     assert forged_lines(result.stderr) == [] and forged_lines(result.stdout) == []
     assert all(RECORD.match(line) for line in result.stderr.splitlines()), result.stderr
     # A value with blanks is quoted (so it cannot pose as further fields) and escaped (so it cannot end the line).
-    assert 'image="evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r' in result.stderr
+    assert 'image="evil\\n2026-01-01T00:00:00 ERROR imagesync.run.pipeline: FORGED\\r' in result.stderr
     assert len(result.stdout.splitlines()) == 3, result.stdout  # list line, one add, the summary
-    assert "demo/evil\\n2026-01-01T00:00:00 ERROR imagesync.pipeline: FORGED\\r" in result.stdout
+    assert "demo/evil\\n2026-01-01T00:00:00 ERROR imagesync.run.pipeline: FORGED\\r" in result.stdout
     shown = run("images", config=config)
     assert shown.returncode == 0, shown.stdout + shown.stderr
     assert forged_lines(shown.stdout) == [] and len(shown.stdout.splitlines()) == 2, shown.stdout

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync.convert import ConversionError, Prepared, inspect, prepare, qemu_img_available
+from imagesync.images.convert import ConversionError, Prepared, inspect, prepare, qemu_img_available
 from tests.support.images import (
     MALICIOUS_KINDS,
     MaliciousKind,

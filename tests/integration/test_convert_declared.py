@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import config
-from imagesync.convert import ConversionError, inspect, prepare
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, demo_images
-from imagesync.pipeline import sync
+from imagesync.images.convert import ConversionError, inspect, prepare
+from imagesync.run.pipeline import sync
 from tests.support.images import make_image, make_ova, sha512_of
 
 TEXT = b"this is no OVA\n"  # what a publisher really listed as an OVA: 15 bytes of text

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync.convert import prepare, qemu_img_available
+from imagesync.images.convert import prepare, qemu_img_available
 from tests.support.qemu_calls import wrapped_qemu_img
 
 pytestmark = pytest.mark.skipif(qemu_img_available() is None, reason="qemu-img not installed")
@@ -28,7 +28,7 @@ MiB = 1024 * 1024
 CHILD = textwrap.dedent("""
     import sys
     from pathlib import Path
-    from imagesync.convert import prepare
+    from imagesync.images.convert import prepare
     image, digest, cache = sys.argv[1:]
     prepare(Path(image), sha512=digest, accepted=["qcow2"], cache_dir=Path(cache), name="img-1")
 """)

@@ -16,10 +16,11 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import logs, netguard
+from imagesync.cli import logs
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
-from imagesync.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from imagesync.images.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from imagesync.net import guard as netguard
 from tests.support.tmpfs import tmpfs
 
 MiB = 1024 * 1024
@@ -85,7 +86,7 @@ def test_first_download_lands_in_cache_then_cache_is_used_without_request(
     data = blob("a", 3 * MiB + 17)
     request = env.publish("/img/a.img", data)
     downloader = env.downloader()
-    with caplog.at_level(logging.INFO, logger="imagesync.download"):
+    with caplog.at_level(logging.INFO, logger="imagesync.images.download"):
         first = downloader.fetch(request)
     assert first.path == env.cache / "images" / request.sha512[:2] / request.sha512
     assert first.path.read_bytes() == data

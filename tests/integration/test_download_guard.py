@@ -19,10 +19,10 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import netguard
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
-from imagesync.download import Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from imagesync.images.download import Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from imagesync.net import guard as netguard
 from tests.support.netsafety import loopback_only
 
 POLICY = DownloadPolicy(retries=0, timeout=5.0, connect_timeout=5.0, min_free_space=0)

@@ -19,12 +19,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import netguard
 from imagesync.demo import pki
 from imagesync.demo.server import ListServer
 from imagesync.demo.world import DemoImage, DemoWorld
-from imagesync.download import Downloaded, Downloader, DownloadError, DownloadPolicy, DownloadRequest
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
+from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadPolicy, DownloadRequest
+from imagesync.net import guard as netguard
 from tests.support.tmpfs import tmpfs
 
 MiB = 1024 * 1024

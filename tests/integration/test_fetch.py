@@ -1,4 +1,5 @@
-"""imagesync.fetch against the real ListServer over HTTPS on 127.0.0.1, with a throwaway CA in an IGTF-like dir."""
+"""imagesync.sources.hepix.fetch against the real ListServer over HTTPS on 127.0.0.1, with a throwaway CA in an
+IGTF-like dir."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import requests
 
 from imagesync.demo.server import Fault, ListServer
 from imagesync.errors import FetchError
-from imagesync.fetch import Fetched, Fetcher, FetchPolicy
+from imagesync.sources.hepix.fetch import Fetched, Fetcher, FetchPolicy
 from tests.support.tls import ServerPKI, make_server_pki, write_igtf_ca
 
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"

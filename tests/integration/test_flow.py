@@ -12,14 +12,16 @@ from types import MappingProxyType
 
 import pytest
 
-from imagesync import config, flow, netguard
+from imagesync.config import settings as config
 from imagesync.demo.server import Fault
 from imagesync.demo.world import DemoWorld, demo_images
-from imagesync.download import Downloaded, Downloader, DownloadError, DownloadPolicy
-from imagesync.execute import ActionResult
-from imagesync.gather import ListOutcome
+from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadPolicy
 from imagesync.model import Action, ActionKind, DesiredImage, Image
-from imagesync.pipeline import sync
+from imagesync.net import guard as netguard
+from imagesync.run import flow
+from imagesync.run.execute import ActionResult
+from imagesync.run.pipeline import sync
+from imagesync.sources.hepix.stage import ListOutcome
 
 LOOPBACK = netguard.parse_networks(["127.0.0.0/8"])
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import yaml
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
-from imagesync.pipeline import SyncResult, sync
-from imagesync.state import StateStore
+from imagesync.run.pipeline import SyncResult, sync
+from imagesync.state.store import StateStore
 from tests.devcloud.fixture import DevCloud
 
 DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id", "imagesync_version",

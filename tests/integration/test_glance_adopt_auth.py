@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import yaml
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.errors import EXIT_OK
-from imagesync.pipeline import sync
+from imagesync.run.pipeline import sync
 from tests.devcloud.fixture import DevCloud
 
 IDENTITY = {"service_type": "identity", "interface": "public"}

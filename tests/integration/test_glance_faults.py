@@ -12,10 +12,10 @@ from uuid import uuid4
 
 import pytest
 
-from imagesync.config import TargetSettings
-from imagesync.drivers.base import TargetError, Upload
-from imagesync.drivers.glance import GlanceDriver
+from imagesync.config.settings import TargetSettings
 from imagesync.model import DesiredImage, Image
+from imagesync.targets.base import TargetError, Upload
+from imagesync.targets.glance.driver import GlanceDriver
 from tests.devcloud.fixture import DevCloud
 from tests.support.glance_proxy import GlanceProxy
 

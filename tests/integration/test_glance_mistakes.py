@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
-from imagesync.pipeline import sync
+from imagesync.run.pipeline import sync
 from tests.devcloud.fixture import IDENTITY, Credentials, DevCloud
 
 REPO = Path(__file__).resolve().parents[2]

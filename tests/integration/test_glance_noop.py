@@ -16,12 +16,12 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from keystoneauth1.adapter import Adapter
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import build, demo_images
-from imagesync.drivers.glance_inventory import list_images
 from imagesync.errors import EXIT_OK
-from imagesync.pipeline import SyncResult, sync
-from imagesync.state import StateStore
+from imagesync.run.pipeline import SyncResult, sync
+from imagesync.state.store import StateStore
+from imagesync.targets.glance.inventory import list_images
 from tests.devcloud.fixture import DevCloud
 from tests.support.glance_proxy import GlanceProxy
 from tests.support.imports import imported_by

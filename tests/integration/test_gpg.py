@@ -8,8 +8,8 @@ from pathlib import Path
 import gnupg
 import pytest
 
-from imagesync import gpg
 from imagesync.errors import BadSignatureError, ConfigError, MalformedSignatureError, UntrustedSignerError
+from imagesync.sources.hepix import gpg
 from tests.support.gpgkeys import new_signing_key
 
 CONTENT = b'{"hv:imagelist": {"dc:identifier": "gpg-test"}}\n'

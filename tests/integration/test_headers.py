@@ -1,4 +1,4 @@
-"""The header fast path (imagesync.headers) against the real qemu-img: where it answers, it answers as ``qemu-img
+"""The header fast path (imagesync.images.headers) against the real qemu-img: where it answers, it answers as ``qemu-img
 info`` does, and it starts no process; where a format qemu-img probes is near, it leaves the answer to qemu-img."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import headers
-from imagesync.convert import inspect, prepare
+from imagesync.images import headers
+from imagesync.images.convert import inspect, prepare
 from tests.support.images import MiB, make_image, qemu_img, sha512_of
 from tests.support.qemu_calls import Calls, count_qemu_calls
 

@@ -1,6 +1,6 @@
-"""Hostile and unusual qcow2 headers never take the fast path (imagesync.headers): qemu-img answers for them, with
-the checks of imagesync.convert, exactly as before the fast path existed. And a qemu-img the fast path cannot
-speak for (missing, or with block drivers it does not know) turns it off."""
+"""Hostile and unusual qcow2 headers never take the fast path (imagesync.images.headers): qemu-img answers for them,
+with the checks of imagesync.images.convert, exactly as before the fast path existed. And a qemu-img the fast path
+cannot speak for (missing, or with block drivers it does not know) turns it off."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import headers, qemu
-from imagesync.convert import ConversionError, inspect
+from imagesync.images import headers, qemu
+from imagesync.images.convert import ConversionError, inspect
 from tests.support.images import (
     encrypted_qcow2,
     make_image,

@@ -1,4 +1,4 @@
-"""Hook commands run for real (imagesync.hooks): a python script recording its stdin and environment, a failing
+"""Hook commands run for real (imagesync.notify.hooks): a python script recording its stdin and environment, a failing
 command, a ``sleep`` past the timeout (with a child of its own), a binary that does not exist."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import events, hooks
-from imagesync.events import Event
-from imagesync.pipeline import SyncResult
+from imagesync.notify import events, hooks
+from imagesync.notify.events import Event
+from imagesync.run.pipeline import SyncResult
 from tests.support.hookscript import calls, recorder
 
 
@@ -26,7 +26,7 @@ def event() -> Event:
 
 def records(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str, dict[str, object]]]:
     return [(r.levelno, r.getMessage(), getattr(r, "imagesync_fields", {})) for r in caplog.records
-            if r.name == "imagesync.hooks"]
+            if r.name == "imagesync.notify.hooks"]
 
 
 def test_the_document_on_stdin_and_the_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import yaml
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, demo_images
 from imagesync.errors import EXIT_PARTIAL
-from imagesync.pipeline import sync
-from imagesync.state import StateStore
+from imagesync.run.pipeline import sync
+from imagesync.state.store import StateStore
 
 GOOD_PATH = "/store/vo/good/image.list"
 

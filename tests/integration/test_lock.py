@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import lock
 from imagesync.errors import EXIT_LOCKED, LockHeldError
+from imagesync.run import lock
 
 HOLDER = """
 import sys, time
 from pathlib import Path
-from imagesync import lock
+from imagesync.run import lock
 held = lock.acquire(Path(sys.argv[1]))
 print("locked", flush=True)
 time.sleep(60)
@@ -28,7 +28,7 @@ time.sleep(60)
 CONTENDER = """
 import sys
 from pathlib import Path
-from imagesync import lock
+from imagesync.run import lock
 from imagesync.errors import LockHeldError
 try:
     lock.acquire(Path(sys.argv[1]))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync.stream import Partial, Sink
+from imagesync.images.stream import Partial, Sink
 
 MiB = 1024
 IMAGES = 1000

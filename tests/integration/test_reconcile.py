@@ -14,18 +14,19 @@ from datetime import UTC, datetime, timedelta
 
 import yaml
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.errors import EXIT_OK
-from imagesync.pipeline import sync
-from imagesync.state import StateStore
+from imagesync.run.pipeline import sync
+from imagesync.state.store import StateStore
 
 # Runs the real sync, but dies (SIGKILL, nothing flushed) the moment the driver's METHOD has returned.
 _DIE_AFTER = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
-    from imagesync import config, pipeline
-    from imagesync.drivers.directory import DirectoryDriver
+    from imagesync.config import settings as config
+    from imagesync.run import pipeline
+    from imagesync.targets.directory import DirectoryDriver
     method = sys.argv[2]
     real = getattr(DirectoryDriver, method)
     def dying(self, *args, **kwargs):

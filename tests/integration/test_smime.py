@@ -9,10 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import smime
-from imagesync.accept import Expectation, Verifier, accept
-from imagesync.castore import CAStore, CrlMode
-from imagesync.config import Endorser
+from imagesync.config.settings import Endorser
 from imagesync.demo import pki as pki_mod
 from imagesync.errors import (
     BadSignatureError,
@@ -26,6 +23,9 @@ from imagesync.errors import (
     WeakAlgorithmError,
 )
 from imagesync.model import VerifiedContent
+from imagesync.sources.hepix import smime
+from imagesync.sources.hepix.accept import Expectation, Verifier, accept
+from imagesync.sources.hepix.castore import CAStore, CrlMode
 from tests.support.samples import (
     FORMS,
     Party,

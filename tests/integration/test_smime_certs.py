@@ -20,10 +20,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ed448
 
-from imagesync import smime
-from imagesync.castore import CAStore
 from imagesync.errors import MalformedSignatureError, SignatureError, UntrustedSignerError
 from imagesync.model import VerifiedContent
+from imagesync.sources.hepix import smime
+from imagesync.sources.hepix.castore import CAStore
 from tests.support import asn1tree
 from tests.support.asn1tree import Node
 from tests.support.hostile import (

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imagesync import smime
-from imagesync.castore import CAStore
 from imagesync.errors import ImagesyncError
-from imagesync.mime import unwrap
+from imagesync.sources.hepix import smime
+from imagesync.sources.hepix.castore import CAStore
+from imagesync.sources.hepix.mime import unwrap
 from tests.support.samples import TestPKI, list_for, openssl_sign
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

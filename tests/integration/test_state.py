@@ -16,12 +16,12 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import redact
 from imagesync.errors import EXIT_NOTHING_DONE, ConfigError, ImagesyncError, RollbackError, StateCorruptError
-from imagesync.lifecycle import IllegalTransition, TargetState
 from imagesync.model import Image
-from imagesync.state import StateStore
-from imagesync.state_schema import LATEST, MIGRATIONS, migrate
+from imagesync.state.lifecycle import IllegalTransition, TargetState
+from imagesync.state.schema import LATEST, MIGRATIONS, migrate
+from imagesync.state.store import StateStore
+from imagesync.util import redact
 
 T0 = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 URL = "https://lists.example.org/store/fedcloud/image.list"
@@ -393,8 +393,8 @@ CRASHER = """
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from imagesync.lifecycle import TargetState
-from imagesync.state import StateStore
+from imagesync.state.lifecycle import TargetState
+from imagesync.state.store import StateStore
 store = StateStore.open(Path(sys.argv[1]))
 at = datetime.now(UTC)
 for i in range(100000):

@@ -19,7 +19,7 @@ import pytest
 
 from imagesync.demo.world import DemoWorld, build, demo_images
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK
-from imagesync.state import StateStore
+from imagesync.state.store import StateStore
 from tests.support.statedb import held
 
 REPO = Path(__file__).resolve().parents[2]

@@ -4,16 +4,17 @@ run still ends with a report, and the next run converges (issue 7: no state writ
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
 import pytest
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoWorld, demo_images
-from imagesync.drivers.directory import DirectoryDriver
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
-from imagesync.pipeline import sync
-from imagesync.state import StateStore
+from imagesync.run.pipeline import sync
+from imagesync.state.store import StateStore
+from imagesync.targets.directory import DirectoryDriver
 
 
 def test_state_locked_by_another_process_mid_run(world: DemoWorld, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,11 +25,13 @@ def test_state_locked_by_another_process_mid_run(world: DemoWorld, monkeypatch: 
     StateStore.open(settings.state_dir).close()
     holder = sqlite3.connect(settings.state_dir / "state.db", isolation_level=None, check_same_thread=False)
     real_add = DirectoryDriver.add
+    taking = threading.Lock()  # the two uploads run side by side: only one of them may begin the holder's transaction
 
     def add_then_lock(self: DirectoryDriver, upload: Any) -> str:
         # Another process (here: another connection) takes the database while the upload runs.
-        if not holder.in_transaction:
-            holder.execute("BEGIN EXCLUSIVE")
+        with taking:
+            if not holder.in_transaction:
+                holder.execute("BEGIN EXCLUSIVE")
         return real_add(self, upload)
 
     monkeypatch.setattr(DirectoryDriver, "add", add_then_lock)

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagesync import config, lock
+from imagesync.config import settings as config
 from imagesync.demo.server import Fault
 from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL
-from imagesync.pipeline import SyncResult, sync
-from imagesync.state import StateStore
+from imagesync.run import lock
+from imagesync.run.pipeline import SyncResult, sync
+from imagesync.state.store import StateStore
 
 
 def settings_for(world: DemoWorld, **lists_extra: object) -> config.Settings:

@@ -1,4 +1,4 @@
-"""Webhook deliveries (imagesync.webhooks) to a real receiver on 127.0.0.1: the body and its HMAC, retries with
+"""Webhook deliveries (imagesync.notify.webhooks) to a real receiver on 127.0.0.1: the body and its HMAC, retries with
 backoff on 5xx, no retry on 4xx, a receiver that is down, a silent one, and HTTPS trusted through trust.ca_dir."""
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync import events
+from imagesync.config.events import Webhook
 from imagesync.demo import pki
-from imagesync.events import Event
-from imagesync.hookconfig import Webhook
-from imagesync.pipeline import SyncResult
-from imagesync.webhooks import Sender, display_name, signature
+from imagesync.notify import events
+from imagesync.notify.events import Event
+from imagesync.notify.webhooks import Sender, display_name, signature
+from imagesync.run.pipeline import SyncResult
 from tests.support.receiver import Receiver
 
 SECRET = "hmac-key-for-tests"
@@ -41,7 +41,7 @@ def sender(url: str, *, ca_dir: Path | None = None, sleeps: Sleeps | None = None
 
 def warnings(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, object]]]:
     return [(r.getMessage(), getattr(r, "imagesync_fields", {})) for r in caplog.records
-            if r.name == "imagesync.webhooks" and r.levelno >= logging.WARNING]
+            if r.name == "imagesync.notify.webhooks" and r.levelno >= logging.WARNING]
 
 
 def test_the_document_is_posted_and_signed() -> None:

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, build
-from imagesync.pipeline import sync
+from imagesync.run.pipeline import sync
 
 
 def tiny_images(count: int) -> list[DemoImage]:

@@ -11,7 +11,7 @@ import binascii
 import re
 from collections.abc import Callable
 
-from imagesync.mime import unwrap
+from imagesync.sources.hepix.mime import unwrap
 from tests.support import asn1tree
 from tests.support.asn1tree import Node
 

@@ -15,7 +15,7 @@ _REPORTING = textwrap.dedent("""
     import atexit, json, sys
     out = sys.argv.pop(1)
     atexit.register(lambda: open(out, "w").write(json.dumps(sorted(sys.modules))))
-    from imagesync.cli import main
+    from imagesync.cli.main import main
     main(sys.argv[1:])
 """)
 

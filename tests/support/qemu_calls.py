@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import qemu
+from imagesync.images import qemu
 
 Calls = list[list[str]]
 

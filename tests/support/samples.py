@@ -23,8 +23,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID, ObjectIdentifier
 
-from imagesync import dn
 from imagesync.demo import pki as p
+from imagesync.sources.hepix import dn
 
 TAMPER_MARKER = b"integrity-marker"
 UNKNOWN_CRITICAL_OID = ObjectIdentifier("1.3.6.1.4.1.99999.42.1")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagesync import config, redact
+from imagesync.config import settings as config
 from imagesync.errors import EXIT_USAGE, ConfigError
+from imagesync.util import redact
 
 
 def write(tmp_path: Path, data: object, lists: str | None = None) -> Path:
@@ -175,13 +176,13 @@ def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(("text", "size"), [("10GiB", 10 * 1024**3), ("500MB", 500 * 1000**2), (1024, 1024),
                                             ("1.5KiB", 1536), ("7", 7)])
 def test_sizes(text: object, size: int) -> None:
-    from imagesync.configread import parse_size
+    from imagesync.config.read import parse_size
     assert parse_size(text) == size
 
 
 @pytest.mark.parametrize("text", ["-1", "ten", "5 parsecs", True])
 def test_bad_sizes(text: object) -> None:
-    from imagesync.configread import parse_size
+    from imagesync.config.read import parse_size
     with pytest.raises(ValueError):
         parse_size(text)
 

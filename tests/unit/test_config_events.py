@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import config, redact
+from imagesync.config import settings as config
+from imagesync.config.events import EVENTS, EventSettings, Hook, Webhook
 from imagesync.errors import ConfigError
-from imagesync.hookconfig import EVENTS, EventSettings, Hook, Webhook
+from imagesync.util import redact
 
 
 def load(tmp_path: Path, text: str) -> config.Settings:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.errors import ConfigError
 
 

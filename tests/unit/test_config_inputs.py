@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import config, redact
-from imagesync.configread import parse_duration, parse_size
+from imagesync.config import settings as config
+from imagesync.config.read import parse_duration, parse_size
 from imagesync.errors import EXIT_USAGE, ConfigError
+from imagesync.util import redact
 
 
 def load_text(tmp_path: Path, text: str, lists: bytes | None = None) -> config.Settings:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import config
+from imagesync.config import settings as config
 from imagesync.errors import ConfigError
 
 

@@ -1,4 +1,4 @@
-"""imagesync.dn against what the real `openssl x509` prints for certificates built here."""
+"""imagesync.sources.hepix.dn against what the real `openssl x509` prints for certificates built here."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from imagesync import dn
 from imagesync.errors import ImagesyncError
+from imagesync.sources.hepix import dn
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 

@@ -1,4 +1,4 @@
-"""The event documents (imagesync.events): which action and list outcome makes which event, what each carries,
+"""The event documents (imagesync.notify.events): which action and list outcome makes which event, what each carries,
 how hooks see it as ``IMAGESYNC_EVENT_*``, and that no registered secret survives in any of it."""
 
 from __future__ import annotations
@@ -9,12 +9,13 @@ from types import MappingProxyType
 
 import pytest
 
-from imagesync import events, redact
-from imagesync.config import ListSettings
-from imagesync.execute import ActionResult
-from imagesync.gather import ListOutcome
+from imagesync.config.settings import ListSettings
 from imagesync.model import Action, ActionKind, DesiredImage, Image, ListDesire
-from imagesync.pipeline import SyncResult, TargetStatus
+from imagesync.notify import events
+from imagesync.run.execute import ActionResult
+from imagesync.run.pipeline import SyncResult, TargetStatus
+from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.util import redact
 
 NOW = datetime(2026, 11, 22, 12, 3, 10, tzinfo=UTC)
 SECRET = "tok-9f8e7d6c5b4a"

@@ -1,4 +1,4 @@
-"""Pure helpers of imagesync.fetch and of the demo list server, as tables."""
+"""Pure helpers of imagesync.sources.hepix.fetch and of the demo list server, as tables."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from imagesync.demo.handler import Unsatisfiable, byte_range, not_modified
-from imagesync.fetch import is_local, split_userinfo
-from imagesync.neterrors import retry_after
+from imagesync.net.failures import retry_after
+from imagesync.sources.hepix.fetch import is_local, split_userinfo
 
 
 @pytest.mark.parametrize(

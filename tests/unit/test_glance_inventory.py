@@ -1,10 +1,10 @@
-"""When the Glance inventory lists hidden images too (imagesync.drivers.glance_inventory): a plain table."""
+"""When the Glance inventory lists hidden images too (imagesync.targets.glance.inventory): a plain table."""
 
 from __future__ import annotations
 
 import pytest
 
-from imagesync.drivers.glance_inventory import needs_hidden_listing
+from imagesync.targets.glance.inventory import needs_hidden_listing
 
 
 @pytest.mark.parametrize(("known", "listed", "hidden_too"), [

@@ -1,4 +1,4 @@
-"""imagesync.hepix: tables of valid, normalised and broken HEPiX image lists."""
+"""imagesync.sources.hepix.parse: tables of valid, normalised and broken HEPiX image lists."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from imagesync import hepix
 from imagesync.errors import ListExpiredError, ListFormatError, RollbackError
 from imagesync.model import Image, ImageList
+from imagesync.sources.hepix import parse as hepix
 
 SHA = "ab" * 64
 LIST = '$["hv:imagelist"]'

@@ -11,8 +11,9 @@ from cryptography import x509
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from imagesync import dn, hepix
 from imagesync.errors import ListFormatError
+from imagesync.sources.hepix import dn
+from imagesync.sources.hepix import parse as hepix
 
 FAST = settings(max_examples=250, deadline=None)
 

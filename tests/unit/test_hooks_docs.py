@@ -9,9 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from imagesync import config
-from imagesync.hookconfig import EVENTS
-from imagesync.webhooks import signature
+from imagesync.config import settings as config
+from imagesync.config.events import EVENTS
+from imagesync.notify.webhooks import signature
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"

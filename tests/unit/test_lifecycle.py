@@ -6,9 +6,9 @@ import itertools
 
 import pytest
 
-from imagesync import lifecycle
 from imagesync.errors import ImagesyncError
-from imagesync.lifecycle import IllegalTransition, TargetState
+from imagesync.state import lifecycle
+from imagesync.state.lifecycle import IllegalTransition, TargetState
 
 # Written out independently of lifecycle.TRANSITIONS, so a change there must be made here too, on purpose.
 ALLOWED: set[tuple[str, str]] = {

@@ -8,7 +8,8 @@ import logging
 
 import pytest
 
-from imagesync import logs, redact
+from imagesync.cli import logs
+from imagesync.util import redact
 
 
 def record(message: str, level: int = logging.INFO, /, **values: str | int | float | None) -> logging.LogRecord:

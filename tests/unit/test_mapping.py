@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from imagesync.config.mapping import ProjectRef, load
 from imagesync.errors import ConfigError
-from imagesync.mapping import ProjectRef, load
 
 
 def write(tmp_path: Path, data: object) -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync import metrics
+from imagesync.cli import metrics
 
 PREVIOUS = """\
 # TYPE imagesync_last_success_timestamp_seconds gauge

@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from imagesync.errors import MalformedSignatureError
-from imagesync.mime import strip_text_header, unwrap
+from imagesync.sources.hepix.mime import strip_text_header, unwrap
 
 SIG = base64.b64encode(b"\x30\x03\x02\x01\x01").decode()
 

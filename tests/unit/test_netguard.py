@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from imagesync import netguard
-from imagesync.netguard import AddressGuard, AddressRefused, parse_networks
+from imagesync.net import guard as netguard
+from imagesync.net.guard import AddressGuard, AddressRefused, parse_networks
 
 
 @pytest.mark.parametrize(("address", "kind"), [

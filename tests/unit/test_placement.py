@@ -7,8 +7,8 @@ from types import MappingProxyType
 
 import pytest
 
-from imagesync import placement
 from imagesync.model import Action, ActionKind, DesiredImage, Image, Placement, Plan
+from imagesync.run import placement
 
 
 @pytest.mark.parametrize(("declared", "accepted", "expected"), [

@@ -7,9 +7,9 @@ from types import MappingProxyType
 
 import pytest
 
-from imagesync import properties
 from imagesync.model import Action, DesiredImage, Held, Image, Known, ListDesire, TargetPolicy
-from imagesync.plan import diff
+from imagesync.run.plan import diff
+from imagesync.targets import properties
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 T = TargetPolicy(name="cloud")

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imagesync.lifecycle import TargetState
 from imagesync.model import Held
-from imagesync.reconcile import corrections
-from imagesync.state import TargetImageRecord
+from imagesync.run.reconcile import corrections
+from imagesync.state.lifecycle import TargetState
+from imagesync.state.store import TargetImageRecord
 
 NOW = datetime(2026, 11, 29, tzinfo=UTC)
 S = TargetState

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from imagesync import redact
+from imagesync.util import redact
 
 
 @pytest.mark.parametrize(("url", "expected"), [

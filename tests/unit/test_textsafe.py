@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imagesync import logs, textsafe
+from imagesync.cli import logs
+from imagesync.util import textsafe
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,4 +1,4 @@
-"""Which environment CA bundles a trust context loads on top of the system store (imagesync.tls.extra_bundles)."""
+"""Which environment CA bundles a trust context loads on top of the system store (imagesync.net.tls.extra_bundles)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync.tls import extra_bundles
+from imagesync.net.tls import extra_bundles
 
 
 @pytest.fixture

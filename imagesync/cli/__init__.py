@@ -1,0 +1,1 @@
+"""Command line and reports: the only place that prints and chooses exit codes."""

@@ -1,0 +1,1 @@
+"""Configuration: YAML + image-lists.conf -> one frozen, validated Settings."""

@@ -1,1 +1,0 @@
-"""Targets. Drivers are entry points in the group ``imagesync.drivers``; see :mod:`imagesync.drivers.base`."""

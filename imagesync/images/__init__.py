@@ -1,0 +1,1 @@
+"""Image bytes: download (streamed, resumable, checksummed, cached), format detection and conversion."""

@@ -1,0 +1,417 @@
+"""Image URL -> verified file in the content-addressed cache (DESIGN §7).
+
+Bytes are streamed in large chunks: the calling thread reads the network while a second thread hashes (sha512)
+and appends to ``partial/<sha512>.partial``, so hashing overlaps the transfer and memory stays bounded by a few
+chunks. A partial left by an earlier attempt or run is resumed with ``Range``. Only a file whose size and sha512
+matched is renamed into ``images/<sha512[:2]>/<sha512>``: nothing corrupt is ever served from the cache.
+The buffers, threads and the partial file itself are in :mod:`imagesync.images.stream`.
+"""
+
+from __future__ import annotations
+
+import errno
+import http.client
+import logging
+import os
+import re
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import requests
+import urllib3.exceptions
+
+from imagesync.cli.logs import fields
+from imagesync.cli.progress import NO_PROGRESS, Progress
+from imagesync.errors import ImagesyncError
+from imagesync.images import space
+from imagesync.images.stream import Partial, Sink, body_reader, file_sha512, keep_alive
+from imagesync.net.failures import AttemptFailed, check_status, request_failure
+from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.net.tls import trusting_session
+from imagesync.sources.hepix.fetch import FetchPolicy
+from imagesync.util import redact
+from imagesync.util.atomic import fsync_dir
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+GiB = 1024**3
+MiB = 1024**2
+_BACKOFF_CAP = 60.0
+_MIN_BUFFER = 64 * 1024
+_SHA512 = re.compile(r"^[0-9a-f]{128}$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+# What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
+_NETWORK_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
+
+
+class DownloadError(ImagesyncError):
+    """An image could not be downloaded or did not match its listed size or sha512."""
+
+
+class DiskFullError(DownloadError):
+    """Not enough free space in the cache for an image (checked before starting, or ENOSPC while writing)."""
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    """One image to download: its sha512 is the cache key, ``name`` ("list/identifier") is for messages."""
+
+    sha512: str
+    size: int
+    url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class DownloadPolicy:
+    """How patient, parallel and careful downloads are."""
+
+    concurrency: int = 2
+    retries: int = 5  # extra attempts after the first
+    timeout: float = 60.0  # read timeout: seconds without progress
+    connect_timeout: float = 10.0
+    backoff: float = 1.0  # base seconds of the exponential backoff
+    min_free_space: int = 10 * GiB
+    max_image_size: int = 200 * GiB
+    chunk_size: int = 4 * MiB
+    # Besides public unicast addresses, where images may come from (DESIGN §9); see imagesync.net.guard.
+    allowed_networks: tuple[Network, ...] = ()
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A verified image in the cache; ``fetched_bytes`` is what this run transferred (0 when cached)."""
+
+    path: Path
+    sha512: str
+    size: int
+    fetched_bytes: int
+
+
+class _Fatal(Exception):
+    """The download cannot succeed by trying again; ``discard`` says whether the partial is worthless."""
+
+    def __init__(self, message: str, hint: str, *, discard: bool) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.discard = discard
+
+
+class Downloader:
+    """Downloads images into ``cache_dir`` with one HTTP session; thread-safe."""
+
+    def __init__(self, cache_dir: Path, policy: DownloadPolicy, *, ca_dir: Path | None = None,
+                 session: requests.Session | None = None, sleep: Callable[[float], None] = time.sleep,
+                 resolve: Resolver = system_resolver, progress: Progress = NO_PROGRESS) -> None:
+        """Prepare the cache and the session; ``resolve`` answers name lookups of image hosts (a test seam); each
+        download is shown by ``progress``. Raises FetchError if ``ca_dir`` cannot be read."""
+        self._images = Path(cache_dir) / "images"
+        self._partials = Path(cache_dir) / "partial"
+        self._root = Path(cache_dir)
+        self._policy = policy
+        self._fetch_policy = FetchPolicy(connect_timeout=policy.connect_timeout, timeout=policy.timeout,
+                                         retries=policy.retries, backoff=policy.backoff, ca_dir=ca_dir)
+        self._session = trusting_session(ca_dir, session, guard=AddressGuard(policy.allowed_networks, resolve))
+        self._sleep = sleep
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._bytes_fetched = 0
+        self._space = space.Admission(self._root, self._partials, min_free=policy.min_free_space)
+
+    @property
+    def bytes_fetched(self) -> int:
+        """Bytes transferred by this downloader so far, over all images and threads."""
+        with self._lock:
+            return self._bytes_fetched
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self._session.close()
+
+    def cached(self, sha512: str) -> Path | None:
+        """The cached file for ``sha512`` if present (its size is checked by :meth:`fetch`), else None."""
+        path = self._blob(sha512)
+        return path if path.is_file() else None
+
+    def blobs(self) -> list[Path]:
+        """Every file in the image cache (for gc)."""
+        return sorted(p for p in self._images.glob("*/*") if p.is_file())
+
+    def partials(self) -> list[Path]:
+        """Every partial download (for gc)."""
+        return sorted(p for p in self._partials.glob("*.partial") if p.is_file())
+
+    def fetch_all(self, requests: Sequence[DownloadRequest]) -> dict[str, Downloaded | DownloadError]:
+        """Download each distinct sha512 once (see :meth:`running`) and wait for all; never raises DownloadError:
+        each failure is returned as the value for its sha512 while the others go on."""
+        with self.running(requests, lambda _request, outcome: outcome) as futures:
+            return {sha512: future.result() for sha512, future in futures.items()}
+
+    @contextmanager
+    def running(self, requests: Sequence[DownloadRequest],
+                then: Callable[[DownloadRequest, Downloaded | DownloadError], T]) -> Iterator[dict[str, Future[T]]]:
+        """Start downloading each distinct sha512 once, ``policy.concurrency`` at a time as the free space allows
+        (see :mod:`imagesync.images.space`), the most advanced partial first; yield one future per sha512 (in the order
+        of ``requests``). Each download thread calls ``then(request, outcome)`` as soon as its image is verified
+        or has failed (a DownloadError is passed, never raised), and the future holds what ``then`` returned.
+        Leaving the block waits for every download and every ``then``."""
+        unique = {request.sha512: request for request in requests}
+        wants = [space.Want(r.sha512, r.size, r.name) for r in unique.values()]
+        with self._space.batch(wants) as ordered, ThreadPoolExecutor(
+                max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
+            started = {w.key: pool.submit(self._fetch_then, unique[w.key], then) for w in ordered}
+            yield {sha512: started[sha512] for sha512 in unique}
+
+    def _fetch_then(self, request: DownloadRequest, then: Callable[[DownloadRequest, Downloaded | DownloadError], T],
+                    ) -> T:
+        return then(request, self._fetch_isolated(request))
+
+    def _fetch_isolated(self, request: DownloadRequest) -> Downloaded | DownloadError:
+        try:
+            return self.fetch(request)
+        except DownloadError as exc:
+            # Not an ERROR of its own: every action that needed this image fails with this very message, and
+            # is logged at ERROR once per target (a failure must reach the operator once, not twice).
+            log.debug("download failed", extra=fields(image=request.name, result="failed", error=exc.one_line()))
+            _drop_locals(exc)
+            return exc
+
+    def fetch(self, request: DownloadRequest) -> Downloaded:
+        """Return the verified image, from the cache or downloaded. Raises DownloadError (DiskFullError when
+        space runs out) naming the image, with a hint."""
+        _validate(request)
+        with self._key_lock(request.sha512):
+            try:
+                hit = self._from_cache(request)
+                return hit if hit is not None else self._download(request)
+            except OSError as exc:
+                raise _disk_error(request, exc) from exc
+
+    def _key_lock(self, sha512: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(sha512, threading.Lock())
+
+    def _blob(self, sha512: str) -> Path:
+        return self._images / sha512[:2] / sha512
+
+    def _from_cache(self, request: DownloadRequest) -> Downloaded | None:
+        path = self.cached(request.sha512)
+        if path is None:
+            return None
+        size = path.stat().st_size
+        if size != request.size:
+            log.warning("image=%s cached file has %d bytes, expected %d: deleting it", request.name, size,
+                        request.size)
+            path.unlink()
+            return None
+        # Blobs are renamed into place unsynced, so a crash of the machine may leave one torn: check it.
+        digest = file_sha512(path, self._policy.chunk_size)
+        if digest != request.sha512:
+            log.warning("image=%s cached file %s is corrupt (sha512 %s...): deleting it", request.name, path,
+                        digest[:16])
+            path.unlink()
+            return None
+        log.debug("image=%s cached at %s (sha512 verified)", request.name, path)
+        return Downloaded(path, request.sha512, size, 0)
+
+    def _download(self, request: DownloadRequest) -> Downloaded:
+        started = time.monotonic()
+        if request.size > self._policy.max_image_size:
+            raise DownloadError(f"size {request.size} bytes exceeds max_image_size {self._policy.max_image_size}",
+                                subject=request.name, hint="raise download.max_image_size if this image is wanted")
+        self._partials.mkdir(parents=True, exist_ok=True)
+        with self._admitted(request), self._progress.meter(f"download {request.name}", request.size) as meter:
+            partial = Partial(self._partials / f"{request.sha512}.partial", meter)
+            partial.load(request.size, self._policy.chunk_size)
+            self._attempts(request, partial)
+            path = self._promote(request, partial)
+        log.info("image downloaded", extra=fields(image=request.name, result="downloaded", bytes=partial.fetched,
+                                                  seconds=round(time.monotonic() - started, 3)))
+        return Downloaded(path, request.sha512, request.size, partial.fetched)
+
+    def _admitted(self, request: DownloadRequest) -> space.Slot:
+        """Wait for room for the rest of the image (may drop partials of less advanced images of this batch).
+        Raises DiskFullError when there is none even with nothing else downloading."""
+        try:
+            return self._space.admit(space.Want(request.sha512, request.size, request.name))
+        except space.Shortage as short:
+            raise DiskFullError(short.message, subject=request.name, hint=short.hint) from short
+
+    def _attempts(self, request: DownloadRequest, partial: Partial) -> None:
+        attempts = self._policy.retries + 1
+        for attempt in range(1, attempts + 1):
+            log.debug("image=%s url=%s attempt=%d offset=%d", request.name, redact.url(request.url), attempt,
+                      partial.length)
+            try:
+                self._attempt(request, partial)
+                return
+            except _Fatal as fatal:
+                if fatal.discard:
+                    partial.reset()
+                raise DownloadError(redact.text(fatal.message), subject=request.name, hint=fatal.hint) from fatal
+            except AttemptFailed as failed:
+                if not failed.retry or attempt == attempts:
+                    suffix = f"; gave up after {attempt} attempt{'s' if attempt > 1 else ''}" if failed.retry else ""
+                    raise DownloadError(redact.text(failed.message + suffix), subject=request.name,
+                                        hint=failed.hint) from failed
+                delay = _delay(self._policy.backoff, attempt, failed.retry_after)
+                log.debug("image=%s attempt=%d failed: %s; retry in %.1fs", request.name, attempt,
+                          redact.text(failed.message), delay)
+                self._sleep(delay)
+
+    def _attempt(self, request: DownloadRequest, partial: Partial) -> None:
+        if partial.length == request.size:
+            return  # an earlier run got every byte but stopped before the rename: just verify
+        headers = {"Accept-Encoding": "identity"}  # the bytes as listed, never a compressed rendering
+        if partial.length:
+            headers["Range"] = f"bytes={partial.length}-"
+        timeout = (self._policy.connect_timeout, self._policy.timeout)
+        try:
+            response = self._session.get(request.url, headers=headers, stream=True, timeout=timeout)
+        except AddressRefused as refused:
+            raise _Fatal(f"refused to download {redact.url(request.url)}: {refused}", refused.hint,
+                         discard=False) from refused
+        except requests.RequestException as exc:
+            raise request_failure(exc, request.url, self._fetch_policy) from exc
+        with response:
+            self._accept(response, request, partial)
+            self._stream(response, request, partial)
+
+    def _accept(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
+        """Decide from status and headers whether and where this response's body goes."""
+        url = redact.url(request.url)
+        if response.status_code == 404:
+            raise _Fatal(f"not found at {url}", "check the list's hv:uri", discard=False)
+        if response.status_code == 416:
+            partial.reset()
+            raise AttemptFailed(f"{url} refused the resume range", "restarting from zero", retry=True, retry_after=0.0)
+        check_status(response, request.url, token_sent=False, image=True)
+        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
+            raise _Fatal(f"{url} sent a compressed body", "serve the image as-is", discard=False)
+        if response.status_code != 206 or _range_start(response) != partial.length:
+            if partial.length:
+                log.debug("image=%s server ignored the range: restarting from zero", request.name)
+            partial.reset()
+        declared = _content_length(response)
+        if declared is not None and declared != request.size - partial.length:
+            raise _Fatal(f"size mismatch: {url} announces {partial.length + declared} bytes, the list says "
+                         f"{request.size}", "the list or the server is wrong; tell the list's endorser",
+                         discard=False)
+
+    def _stream(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
+        read_into = body_reader(response)
+        remaining = request.size - partial.length
+        # Buffers no larger than the image (plus the byte that tells "too long"): thousands of small images must
+        # not each take three full-size chunks, which glibc then keeps in every download thread's arena.
+        sink = Sink(partial, min(self._policy.chunk_size, max(remaining + 1, _MIN_BUFFER)))
+        try:
+            while True:
+                buffer = sink.buffer()
+                # One byte more than expected is enough to know the server sends too much.
+                n = read_into(memoryview(buffer)[: min(len(buffer), remaining + 1)])
+                if not n:
+                    break
+                remaining -= n
+                sink.put(buffer, n)
+                self._count(partial, n)
+                if remaining < 0:
+                    raise _Fatal(f"size mismatch: more than the listed {request.size} bytes arrived",
+                                 "the list or the server is wrong", discard=True)
+        except _NETWORK_ERRORS as exc:
+            sink.close(sync=False)  # raises the write error, if that is what stopped us
+            raise _broken(request.url, exc) from exc
+        except BaseException:
+            sink.close(sync=False)
+            raise
+        # No fsync: a multi-GB fsync costs more than the transfer on slow disks. Durability comes from
+        # verification instead: a cached blob is re-hashed before every reuse (see _from_cache).
+        sink.close(sync=False)
+        if remaining == 0:
+            keep_alive(response)
+        if remaining > 0:
+            raise AttemptFailed(f"cannot fetch {redact.url(request.url)}: truncated ({partial.length} of "
+                                f"{request.size} bytes)", "connection dropped; try again", retry=True)
+
+    def _count(self, partial: Partial, n: int) -> None:
+        partial.fetched += n
+        with self._lock:
+            self._bytes_fetched += n
+
+    def _promote(self, request: DownloadRequest, partial: Partial) -> Path:
+        digest = partial.hasher.hexdigest()
+        if partial.length != request.size or digest != request.sha512:
+            what = (f"checksum mismatch: expected {request.sha512[:16]}..., got {digest[:16]}..."
+                    if partial.length == request.size else
+                    f"size mismatch: expected {request.size} bytes, got {partial.length}")
+            partial.reset()
+            raise DownloadError(what, subject=request.name, hint="the image changed on the server or was "
+                                "corrupted in transit; tell the list's endorser if it persists")
+        final = self._blob(request.sha512)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(partial.path, final)
+        fsync_dir(final.parent)
+        return final
+
+
+
+def _drop_locals(exc: BaseException) -> None:
+    """Clear the local variables of the finished frames in the tracebacks of ``exc`` and its causes: the error is
+    kept until the run ends, and its frames would otherwise keep the read buffer, the Sink and the response of a
+    failed download alive that long. The tracebacks still say where each error came from."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
+
+
+def _validate(request: DownloadRequest) -> None:
+    if not _SHA512.match(request.sha512):
+        raise DownloadError("sha512 must be 128 lowercase hex digits", subject=request.name,
+                            hint="check the list's sl:checksum:sha512")
+    if request.size < 0:
+        raise DownloadError(f"invalid size {request.size}", subject=request.name, hint="check the list's hv:size")
+
+
+def _disk_error(request: DownloadRequest, exc: OSError) -> DownloadError:
+    if exc.errno == errno.ENOSPC:
+        return DiskFullError("disk full while writing the download (partial kept; the next run resumes)",
+                             subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
+    return DownloadError(f"cannot write the cache: {exc.strerror or exc}", subject=request.name,
+                         hint="check cache_dir and its permissions")
+
+
+def _broken(url: str, exc: BaseException) -> AttemptFailed:
+    if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError | requests.exceptions.Timeout):
+        return AttemptFailed(f"cannot fetch {redact.url(url)}: stalled", "server or network too slow", retry=True)
+    return AttemptFailed(f"cannot fetch {redact.url(url)}: connection broken ({type(exc).__name__})",
+                   "connection dropped; try again", retry=True)
+
+
+def _delay(backoff: float, attempt: int, retry_after: float | None) -> float:
+    if retry_after is not None:
+        return retry_after
+    return float(min(backoff * 2 ** (attempt - 1), _BACKOFF_CAP))
+
+
+def _range_start(response: requests.Response) -> int | None:
+    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    return int(match.group(1)) if match else None
+
+
+def _content_length(response: requests.Response) -> int | None:
+    try:
+        return int(response.headers["Content-Length"])
+    except (KeyError, ValueError):
+        return None

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by sources and downloads: TLS trust, the address guard, failure classification."""

@@ -1,0 +1,289 @@
+"""Carrying out a plan: download once per image, convert per target, push, retire; record every step.
+
+Each action is isolated (invariant 6): its failure is recorded and reported, the others go on. Within one
+target, adds and updates run before retirements, and an update retires the versions it supersedes only once
+the new version is active (invariant 3). When each action runs, and on which thread, is :mod:`imagesync.run.flow`'s
+business: adds and updates run on upload threads, so every step here is thread-safe (the state store is).
+An illegal lifecycle transition is a bug and is not caught here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from imagesync.cli.logs import fields
+from imagesync.cli.progress import NO_PROGRESS, Progress
+from imagesync.errors import ImagesyncError
+from imagesync.images import convert
+from imagesync.images.download import Downloaded, Downloader
+from imagesync.images.stream import file_sha512
+from imagesync.model import Action, Plan, RetireMode
+from imagesync.run import flow
+from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
+from imagesync.state.store import StateStore, TargetImageRecord
+from imagesync.targets.base import Driver, Upload
+from imagesync.util import atomic, redact
+
+log = logging.getLogger(__name__)
+Status = Literal["planned", "done", "failed", "skipped"]
+S = TargetState
+Fetched = flow.Fetched
+_FORWARD = (S.PENDING, S.DOWNLOADED, S.UPLOADING, S.ACTIVE)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    action: Action
+    status: Status
+    error: str | None = None
+    target_id: str | None = None
+    # Bytes sent to the target (the file uploaded by an add or update); 0 for every other action.
+    bytes_uploaded: int = 0
+
+
+@dataclass(frozen=True)
+class TargetRuntime:
+    """What the executor needs of one reachable target."""
+
+    driver: Driver
+    formats: tuple[str, ...]
+    uploads: int = 1  # adds and updates pushed at once (the target's upload_concurrency)
+
+
+class Executor:
+    def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
+                 cache_dir: Path, max_size: int, now: Callable[[], datetime],
+                 on_result: Callable[[ActionResult], None] | None = None, progress: Progress = NO_PROGRESS) -> None:
+        """``on_result`` is told of each action as it completes (events; it must not raise); ``progress`` shows
+        each upload."""
+        self.store = store
+        self.targets = targets
+        self.downloader = downloader
+        self.cache_dir = cache_dir
+        self.max_size = max_size
+        self.now = now
+        self.on_result = on_result
+        self.progress = progress
+        self._telling = threading.Lock()
+        self._lock = threading.Lock()
+        self._converting: dict[str, threading.Lock] = {}
+
+    def run(self, plan: Plan) -> list[ActionResult]:
+        """Carry out every action of the plan whose target is reachable (in the order :mod:`imagesync.run.flow`
+        gives); the results in the plan's order."""
+        actions = [a for a in plan.actions if a.target in self.targets]
+        lanes = {name: runtime.uploads for name, runtime in self.targets.items()}
+        return flow.run(actions, downloader=self.downloader, lanes=lanes, transfer=self._isolated,
+                        other=self._isolated)
+
+    def _isolated(self, action: Action, fetched: Fetched | None = None) -> ActionResult:
+        started = time.monotonic()
+        try:
+            result = self._one(action, fetched)
+        except IllegalTransition:
+            raise
+        except ImagesyncError as exc:
+            result = ActionResult(action, "failed", redact.text(exc.one_line()), action.target_id)
+        except Exception as exc:
+            log.debug("unexpected error in %s", action, exc_info=True)
+            result = ActionResult(action, "failed", redact.text(f"unexpected error: {type(exc).__name__}: {exc}"),
+                                  action.target_id)
+        log_action(result, seconds=time.monotonic() - started)
+        if self.on_result is not None:
+            with self._telling:  # upload threads finish side by side; observers see one result at a time
+                self.on_result(result)
+        return result
+
+    def _one(self, action: Action, fetched: Fetched | None) -> ActionResult:
+        if action.kind in ("add", "update"):
+            return self._add(action, fetched)
+        if action.kind == "update-metadata":
+            return self._refresh(action)
+        if action.kind == "retire":
+            return self._retire(action)
+        if action.adopt and action.target_id is not None:
+            self._adopt(action, action.target_id)
+        return ActionResult(action, "done", None, action.target_id)
+
+    # -- add / update -------------------------------------------------------------------------------------
+
+    def _add(self, action: Action, fetched: Fetched | None) -> ActionResult:
+        assert action.desired is not None
+        image = action.desired.image
+        record = self._fresh_record(action)
+        if not isinstance(fetched, Downloaded):
+            error = fetched.one_line() if fetched is not None else "not downloaded"
+            self._fail(record, error)
+            return ActionResult(action, "failed", error)
+        record = self._advance(record, S.DOWNLOADED)
+        runtime = self.targets[action.target]
+        try:
+            with self._preparing(image.sha512):
+                prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
+                                           cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
+                                           max_size=self.max_size, declared=image.format)
+            record = self._advance(record, S.UPLOADING)
+            upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
+                            virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
+                            sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
+            with self.progress.meter(f"upload {action.target}: {action.list_name}/{image.identifier}",
+                                     upload.size) as meter:
+                target_id = runtime.driver.add(replace(upload, meter=meter))
+            sent = upload.size
+        except (ImagesyncError, OSError) as exc:
+            error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
+            self._fail(record, error)
+            return ActionResult(action, "failed", redact.text(error))
+        self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
+        self._replaced_in_place(action.target, target_id, keep=record.id)
+        # A target that names files by version (directory) overwrote a re-spun image in place: same id.
+        errors = [self._supersede(action, old) for old in action.supersedes if old != target_id]
+        failed = [e for e in errors if e]
+        if failed:
+            return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
+                                target_id, sent)
+        return ActionResult(action, "done", None, target_id, sent)
+
+    def _preparing(self, sha512: str) -> threading.Lock:
+        """The lock of one image's conversion: two targets wanting the same format convert it once."""
+        with self._lock:
+            return self._converting.setdefault(sha512, threading.Lock())
+
+    def _fresh_record(self, action: Action) -> TargetImageRecord:
+        image = action.desired.image if action.desired else None
+        assert image is not None
+        record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                             identifier=image.identifier, version=image.version,
+                                             sha512=image.sha512, at=self.now())
+        if record.state in (S.ACTIVE, S.SUPERSEDED, S.RETIRED):
+            # The plan adds what the target does not hold: this copy is gone (the target is the truth).
+            self.store.transition(record.id, S.DELETED, at=self.now(), error="gone from the target")
+            record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                                 identifier=image.identifier, version=image.version,
+                                                 sha512=image.sha512, at=self.now())
+        return record
+
+    def _advance(self, record: TargetImageRecord, wanted: TargetState) -> TargetImageRecord:
+        if record.state == wanted:
+            return record
+        if record.state == S.FAILED or record.state not in _FORWARD:
+            return self.store.transition(record.id, wanted, at=self.now())
+        for state in _FORWARD[_FORWARD.index(record.state) + 1: _FORWARD.index(wanted) + 1]:
+            record = self.store.transition(record.id, state, at=self.now())
+        return record
+
+    def _fail(self, record: TargetImageRecord, error: str) -> None:
+        if allowed(record.state, S.FAILED):
+            self.store.transition(record.id, S.FAILED, error=error, at=self.now())
+        else:
+            self.store.record_error(record.id, error=error, at=self.now())
+
+    # -- metadata, adoption, retirement ----------------------------------------------------------------------
+
+    def _refresh(self, action: Action) -> ActionResult:
+        assert action.desired is not None and action.target_id is not None
+        record = self._record_of(action.target, action.target_id)
+        reactivate = record is not None and record.state in (S.RETIRED, S.SUPERSEDED)
+        self.targets[action.target].driver.update_metadata(action.target_id, action.desired,
+                                                           reactivate=reactivate or action.adopt)
+        if action.adopt or record is None:
+            self._adopt(action, action.target_id)
+        else:
+            self.store.transition(record.id, S.ACTIVE, at=self.now())
+        errors = [e for e in (self._supersede(action, old) for old in action.supersedes) if e]
+        if errors:
+            return ActionResult(action, "failed", "reactivated, but retiring the newer version failed: " + errors[0],
+                                action.target_id)
+        return ActionResult(action, "done", None, action.target_id)
+
+    def _adopt(self, action: Action, target_id: str) -> None:
+        image = action.desired.image if action.desired else None
+        if image is None:
+            return
+        record = self.store.new_target_image(target=action.target, list_name=action.list_name,
+                                             identifier=image.identifier, version=image.version,
+                                             sha512=image.sha512, at=self.now())
+        if record.state != S.ACTIVE:
+            record = self._advance(record, S.UPLOADING) if record.state in _FORWARD else record
+            self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
+
+    def _retire(self, action: Action) -> ActionResult:
+        assert action.target_id is not None
+        error = self._retire_one(action, action.target_id, superseded=False)
+        if error is not None:
+            return ActionResult(action, "failed", error, action.target_id)
+        return ActionResult(action, "done", None, action.target_id)
+
+    def _supersede(self, action: Action, old_id: str) -> str | None:
+        error = self._retire_one(action, old_id, superseded=True)
+        if error is None:
+            log.info("superseded version retired", extra=fields(
+                list=action.list_name, image=action.identifier, target=action.target, action="retire",
+                target_id=old_id, reason="superseded", result="done"))
+        return error
+
+    def _retire_one(self, action: Action, target_id: str, *, superseded: bool) -> str | None:
+        """Retire one image in the target and record it; the one-line error if the target refused."""
+        mode: RetireMode = action.retire_mode or "deactivate"
+        record = self._record_of(action.target, target_id)
+        try:
+            self.targets[action.target].driver.retire(target_id, mode)
+        except ImagesyncError as exc:
+            if record is not None:
+                self.store.record_error(record.id, error=exc.one_line(), at=self.now())
+            return exc.one_line()
+        if record is not None:
+            if superseded and allowed(record.state, S.SUPERSEDED):
+                record = self.store.transition(record.id, S.SUPERSEDED, at=self.now())
+            self._record_retired(record, mode)
+        return None
+
+    def _replaced_in_place(self, target: str, target_id: str, *, keep: int) -> None:
+        for old in self.store.target_images(target=target, target_id=target_id):
+            if old.id != keep and allowed(old.state, S.DELETED):
+                self.store.transition(old.id, S.DELETED, at=self.now(), error="replaced in place by new bytes")
+
+    def _record_retired(self, record: TargetImageRecord, mode: RetireMode) -> None:
+        new = S.DELETED if mode == "delete" else S.RETIRED
+        if record.state != new and allowed(record.state, new):
+            self.store.transition(record.id, new, at=self.now())
+
+    def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
+        matches = [r for r in self.store.target_images(target=target, target_id=target_id) if r.state != S.DELETED]
+        return max(matches, key=lambda r: r.id) if matches else None
+
+
+_DONE = {"add": "image added", "update": "image updated", "update-metadata": "metadata updated",
+         "retire": "image retired", "keep": "image kept"}
+
+
+def log_action(result: ActionResult, *, seconds: float | None = None) -> None:
+    """One record per action: ERROR when it failed, DEBUG for a keep (nothing happened), else INFO."""
+    action = result.action
+    if result.status == "failed":
+        level, message = logging.ERROR, f"{action.kind} failed"
+    else:
+        level = logging.DEBUG if action.kind == "keep" else logging.INFO
+        message = _DONE[action.kind] if result.status == "done" else f"{action.kind} {result.status}"
+    log.log(level, "%s", message, extra=fields(
+        list=action.list_name, image=action.identifier, version=action.version, target=action.target,
+        action=action.kind, result=result.status, target_id=result.target_id,
+        bytes=result.bytes_uploaded or None, seconds=round(seconds, 3) if seconds is not None else None,
+        error=result.error))
+
+
+def converted_sha512(path: Path) -> str:
+    """sha512 of a converted image, computed once and kept beside it (conversions are cached, so is this)."""
+    memo = path.with_name(path.name + ".sha512")
+    if memo.is_file() and memo.stat().st_mtime >= path.stat().st_mtime:
+        return memo.read_text().strip()
+    digest = file_sha512(path, 4 * 1024 * 1024)
+    atomic.write_bytes(memo, digest.encode())
+    return digest

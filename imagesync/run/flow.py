@@ -1,0 +1,90 @@
+"""The order a plan is carried out in: bytes flow from download to upload without waiting for each other.
+
+Each image is pushed to its targets as soon as its download is verified, while the other downloads go on:
+downloads run ``download.concurrency`` at a time (:meth:`Downloader.running`), and the download thread that
+verified an image hands each of its adds and updates to the lane of that action's target, where at most
+``upload_concurrency`` run at once. A run's wall time is then about the slower of all downloads and all uploads,
+not their sum. The actions that move no bytes (keeps, metadata refreshes, adoptions) run meanwhile on the
+calling thread. Retirements run last, once every add and update has finished, so a new version is active
+before any old one is touched (invariant 3), exactly as when everything ran one after the other.
+
+Why not upload while the bytes still arrive (hashing on the fly, making the image visible only once the sha512
+matched)? A Glance image being uploaded already exists for its owner; a wrong byte found at the end would mean a
+delete after the fact, and a kill in between an unverified image left behind (invariant 2). Verified first keeps
+it simple: with more than one image the overlap between images hides most of the download time anyway (see
+bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from typing import TypeVar
+
+from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadRequest
+from imagesync.model import Action
+
+T = TypeVar("T")
+Fetched = Downloaded | DownloadError
+
+
+def moves_bytes(action: Action) -> bool:
+    """True for the actions that need the image's bytes (add, update)."""
+    return action.kind in ("add", "update") and action.desired is not None
+
+
+def run(actions: Sequence[Action], *, downloader: Downloader, lanes: Mapping[str, int],
+        transfer: Callable[[Action, Fetched], T], other: Callable[[Action], T]) -> list[T]:
+    """Carry out ``actions`` (the results in their order): ``transfer`` for adds and updates on their target's
+    lane once their download is done, ``other`` for the rest, retirements after every transfer. ``lanes`` gives
+    each target's upload concurrency. ``transfer`` and ``other`` must not raise but for a bug, which is
+    re-raised here once the work in flight has stopped."""
+    results: dict[int, T] = {}
+    by_sha: dict[str, list[int]] = {}
+    for index, action in enumerate(actions):
+        if moves_bytes(action):
+            assert action.desired is not None
+            by_sha.setdefault(action.desired.image.sha512, []).append(index)
+    with _lanes(lanes) as submit:
+        def push(request: DownloadRequest, fetched: Fetched) -> list[Future[tuple[int, T]]]:
+            return [submit(actions[i].target, _indexed(i, transfer, actions[i], fetched))
+                    for i in by_sha[request.sha512]]
+
+        with downloader.running(_requests(actions, by_sha), push) as downloads:
+            results.update((i, other(a)) for i, a in enumerate(actions)
+                           if not moves_bytes(a) and a.kind != "retire")
+            pushed = [upload for download in downloads.values() for upload in download.result()]
+            results.update(upload.result() for upload in pushed)
+    results.update((i, other(a)) for i, a in enumerate(actions) if a.kind == "retire")
+    return [results[i] for i in range(len(actions))]
+
+
+def _indexed(index: int, step: Callable[[Action, Fetched], T], action: Action,
+             fetched: Fetched) -> Callable[[], tuple[int, T]]:
+    return lambda: (index, step(action, fetched))
+
+
+def _requests(actions: Sequence[Action], by_sha: Mapping[str, list[int]]) -> list[DownloadRequest]:
+    requests = []
+    for sha512, indexes in by_sha.items():
+        first = actions[indexes[0]]
+        assert first.desired is not None
+        image = first.desired.image
+        requests.append(DownloadRequest(sha512=sha512, size=image.size, url=image.uri,
+                                        name=f"{first.list_name}/{first.identifier}"))
+    return requests
+
+
+@contextmanager
+def _lanes(widths: Mapping[str, int]) -> Iterator[Callable[[str, Callable[[], T]], Future[T]]]:
+    """One thread pool per target; leaving the block waits for every job submitted."""
+    with ExitStack() as stack:
+        pools = {target: stack.enter_context(ThreadPoolExecutor(max_workers=max(1, width),
+                                                                thread_name_prefix=f"upload-{target}"))
+                 for target, width in widths.items()}
+
+        def submit(target: str, job: Callable[[], T]) -> Future[T]:
+            return pools[target].submit(job)
+
+        yield submit

@@ -1,0 +1,1 @@
+"""The Glance target: keystoneauth1 sessions, inventory, uploads, shares and retirements."""

@@ -1,0 +1,298 @@
+"""The Glance target (python-glanceclient v2 on a keystoneauth1 session).
+
+Images are owned by the project imagesync authenticates to and carry its tag; with ``visibility: shared`` each
+image is also shared with the project its VO maps to (:mod:`imagesync.targets.glance.share`). Sharing (rather than
+owning the image in each VO project) keeps one owner: the inventory is one query, and one failing VO project never
+hides the others' images. It needs the imagesync user to hold a role in every mapped project (as cloudkeeper-os
+deployments already do).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Collection
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from typing import IO, Any
+
+from keystoneauth1.adapter import Adapter
+
+from imagesync.cli.progress import Meter
+from imagesync.config.settings import TargetSettings
+from imagesync.model import DesiredImage, Held, Placement, RetireMode
+from imagesync.targets import properties
+from imagesync.targets.base import Capabilities, TargetError, Upload
+from imagesync.targets.glance import inventory as listing
+from imagesync.targets.glance.auth import AuthSpec, spec_for
+from imagesync.targets.glance.errors import TargetCallError, calls
+from imagesync.targets.glance.share import Sharing
+from imagesync.util import redact
+
+log = logging.getLogger(__name__)
+_GLANCE_FORMATS = {"vpc": "vhd"}
+_CORE = ("disk_format", "container_format")
+_UPLOAD_ATTEMPTS = 3
+_READ_SIZE = 64 * 1024
+
+
+class GlanceDriver:
+    capabilities = Capabilities(formats=("qcow2", "raw", "vmdk", "vdi", "vhdx", "vpc", "iso"),
+                                retire_modes=("deactivate", "hide", "delete"), visibility=True, sharing=True)
+
+    def __init__(self, settings: TargetSettings, *, sleep: Any = time.sleep) -> None:
+        """Prepare the session (nothing is contacted yet). Raises ConfigError for bad auth settings."""
+        self.name = settings.name
+        self.settings = settings
+        self.tag = settings.tag
+        self._spec: AuthSpec = spec_for(settings)
+        self._session = self._spec.session()
+        # The image API as glanceclient finds it (same catalog entry and override), for the listings.
+        self._images = Adapter(self._session, service_type="image", region_name=self._spec.region,
+                               interface=self._spec.interface, endpoint_override=settings.endpoint)
+        self._made_client: Any = None
+        self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=lambda: self._client,
+                                glance=self._glance, calls=self._calls)
+        self._orphans: list[str] = []
+        self._sleep = sleep
+
+    @property
+    def _client(self) -> Any:
+        # Made on first use: a run that changes nothing here only lists, and never pays for importing glanceclient.
+        if self._made_client is None:
+            self._made_client = self._glance(self._session)
+        return self._made_client
+
+    def _glance(self, session: Any) -> Any:
+        import glanceclient  # noqa: PLC0415 - only a run that changes images pays for it (about 0.1 s)
+
+        extra = {"endpoint_override": self.settings.endpoint} if self.settings.endpoint else {}
+        return glanceclient.Client("2", session=session, region_name=self._spec.region, interface=self._spec.interface,
+                                   **extra)
+
+    # -- what the target holds --------------------------------------------------------------------------------
+
+    def inventory(self, *, known: Collection[str] | None = None) -> list[Held]:
+        """Every image of our project carrying our tag; hidden ones are listed only when ``known`` (the ids the
+        state remembers here) says they may matter (:mod:`imagesync.targets.glance.inventory`). Raises
+        TargetError."""
+        with self._calls("list images"):
+            owner = self._session.get_project_id()
+            found = self._listing(owner, hidden=False)
+            if listing.needs_hidden_listing(known, found):
+                found.update(self._listing(owner, hidden=True))
+        self._orphans = [i for i, image in found.items() if image["status"] in listing.ORPHAN]
+        return [listing.held(image) for image in found.values() if image["status"] in listing.LIVE]
+
+    def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
+        query = {"tag": self.tag, "owner": str(owner)}
+        if hidden:
+            query["os_hidden"] = "true"  # hidden images are left out of plain listings
+        return listing.list_images(self._images, query)
+
+    def cleanup(self) -> list[str]:
+        """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""
+        removed = []
+        for image_id in self._orphans:
+            with self._calls(f"delete leftover image {image_id}"):
+                self._client.images.delete(image_id)
+            removed.append(image_id)
+        self._orphans = []
+        return removed
+
+    # -- add ------------------------------------------------------------------------------------------------
+
+    def add(self, upload: Upload) -> str:
+        members = self._sharing.members_for(upload.desired)
+        with self._calls(f"create image for {upload.desired.image.identifier}"):
+            image = self._client.images.create(**self._fields(upload.desired, _glance_format(upload.disk_format),
+                                                              upload.virtual_size), visibility=self._visibility())
+        try:
+            self._upload(image["id"], upload)
+            self._verify(image["id"], upload)
+            self._sharing.share(image["id"], members)
+        except BaseException:
+            self._delete_quietly(image["id"])
+            raise
+        return str(image["id"])
+
+    def _fields(self, desired: DesiredImage, disk_format: str, virtual_size: int) -> dict[str, Any]:
+        props = properties.properties(desired, tag=self.tag, disk_format=disk_format, virtual_size=virtual_size)
+        fields: dict[str, Any] = {key: props.pop(key) for key in _CORE}
+        fields.update(name=properties.image_name(desired), tags=[self.tag], min_ram=int(props.pop("min_ram")),
+                      min_disk=int(props.pop("min_disk")))
+        return {**fields, **props}
+
+    def _visibility(self) -> str:
+        return self.settings.visibility
+
+    def _upload(self, image_id: str, upload: Upload) -> None:
+        for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
+            upload.meter.reset()
+            try:
+                with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
+                    self._client.images.upload(image_id, _UploadReads(handle, upload.meter), image_size=upload.size)
+                return
+            except TargetCallError as exc:
+                status = self._status(image_id)
+                if not exc.retryable or attempt == _UPLOAD_ATTEMPTS or status != "queued":
+                    raise
+                log.warning("target=%s image=%s upload attempt %d failed (%s); retrying", self.name,
+                            upload.desired.image.identifier, attempt, exc.message)
+                self._sleep(2.0 * attempt)
+
+    def _verify(self, image_id: str, upload: Upload) -> None:
+        with self._calls(f"check image {image_id}"):
+            image = self._client.images.get(image_id)
+        if image["status"] != "active":
+            raise TargetError(f"image {image_id} is {image['status']} after upload, not active",
+                              subject=f"target {self.name}")
+        if int(image.get("size") or -1) != upload.size:
+            raise TargetError(f"Glance holds {image.get('size')} bytes of {image_id}, {upload.size} were uploaded: "
+                              "image deleted", subject=f"target {self.name}")
+        algo, value = image.get("os_hash_algo"), image.get("os_hash_value")
+        if algo == "sha512" and value != upload.sha512:
+            raise TargetError(f"Glance's os_hash_value of {image_id} ({str(value)[:16]}...) differs from the "
+                              f"uploaded file's sha512 ({upload.sha512[:16]}...): image deleted",
+                              subject=f"target {self.name}")
+        if algo != "sha512":
+            log.warning("target=%s Glance hashes with %s, not sha512: upload not cross-checked", self.name, algo)
+
+    # -- metadata and retirement --------------------------------------------------------------------------------
+
+    def update_metadata(self, target_id: str, desired: DesiredImage, *, reactivate: bool) -> None:
+        with self._calls(f"update {target_id}"):
+            image = self._client.images.get(target_id)
+            fields = self._fields(desired, str(image["disk_format"]), int(image.get("virtual_size") or 0))
+            for key in ("disk_format", "container_format", "tags"):
+                fields.pop(key)
+            stale = [k for k in image if k.startswith(("imagesync_", "vmcatcher_")) and k not in fields]
+            self._client.images.update(target_id, remove_props=stale or None, visibility=self._visibility(),
+                                       os_hidden=False, **fields)
+            if reactivate and image["status"] == "deactivated":
+                self._client.images.reactivate(target_id)
+        self._sharing.share_missing(target_id, desired)
+
+    def mapped_projects(self) -> dict[str, str | TargetError]:
+        """VO -> project id, or why not, for shared visibility (empty otherwise), for ``imagesync check``.
+        Raises TargetError when the mapping cannot be resolved at all."""
+        return self._sharing.mapped_projects()
+
+    def placement(self, desired: DesiredImage, disk_format: str | None) -> Placement:
+        """Name, VO and project ``desired`` gets here, or the problem that stops it (an unmapped VO, a project
+        the imagesync user cannot use). Raises TargetError when Keystone cannot be asked."""
+        vo = properties.vo_of(desired)
+        where = Placement(name=properties.image_name(desired), vo=vo, format=disk_format)
+        if self.settings.visibility != "shared":
+            with self._calls("find the owner project"):
+                owner = self._spec.options.get("project_name") or str(self._session.get_project_id())
+            return replace(where, project=owner)
+        try:
+            self._sharing.members_for(desired)
+        except TargetCallError:
+            raise
+        except TargetError as exc:
+            return replace(where, project=self._sharing.project_of(vo), problem=exc.one_line())
+        return replace(where, project=self._sharing.project_of(vo))
+
+    def retire(self, target_id: str, mode: RetireMode) -> None:
+        if mode == "hide":
+            with self._calls(f"hide {target_id}"):
+                self._client.images.update(target_id, os_hidden=True)
+        elif mode == "deactivate":
+            self._deactivate(target_id)
+        else:
+            self._delete(target_id)
+
+    def _deactivate(self, target_id: str) -> None:
+        with self._calls(f"deactivate {target_id}"):
+            if self._client.images.get(target_id)["status"] == "active":
+                self._client.images.deactivate(target_id)
+
+    def _delete(self, target_id: str) -> None:
+        try:
+            with self._calls(f"delete {target_id}"):
+                self._client.images.delete(target_id)
+        except TargetCallError as exc:
+            if exc.status not in (403, 409):
+                raise
+            # In use or protected: take it out of service now, try the delete again next run.
+            self._deactivate(target_id)
+            with self._calls(f"make {target_id} private"):
+                self._client.images.update(target_id, visibility="private")
+            raise TargetError(f"delete of {target_id} refused ({exc.message}); deactivated and made private, "
+                              "will retry next run", subject=f"target {self.name}") from None
+
+    # -- adoption of other tools' images ------------------------------------------------------------------------
+
+    def foreign(self, source: str) -> list[Foreign]:
+        """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (tag ``atrope``)."""
+        with self._calls(f"list {source} images"):
+            owner = self._session.get_project_id()
+            if source == "atrope":
+                images = list(self._client.images.list(filters={"tag": ["atrope"], "owner": owner}))
+            else:
+                images = [i for i in self._client.images.list(filters={"owner": owner}) if "APPLIANCE_ID" in i]
+        return [_foreign(image, source) for image in images if self.tag not in image.get("tags", [])]
+
+    def take_over(self, image_id: str, desired: DesiredImage) -> None:
+        """Put our tag and properties on an adopted image (no upload). Raises TargetError."""
+        with self._calls(f"tag {image_id}"):
+            self._client.image_tags.update(image_id, self.tag)
+        self.update_metadata(image_id, desired, reactivate=False)
+
+    def close(self) -> None:
+        self._session.session.close()
+
+    # -- plumbing --------------------------------------------------------------------------------------------
+
+    def _status(self, image_id: str) -> str | None:
+        try:
+            return str(self._client.images.get(image_id)["status"])
+        except Exception:
+            return None
+
+    def _delete_quietly(self, image_id: str) -> None:
+        try:
+            self._client.images.delete(image_id)
+        except Exception as exc:
+            log.warning("target=%s could not delete half-created image %s: %s", self.name, image_id,
+                        redact.text(str(exc)))
+
+    def _calls(self, what: str) -> AbstractContextManager[None]:
+        return calls(self.name, what, self.settings.timeout, self._spec.options.get("auth_url"))
+
+
+@dataclass(frozen=True)
+class Foreign:
+    id: str
+    identifier: str | None
+    version: str | None
+    sha512: str | None
+
+
+def _foreign(image: Any, source: str) -> Foreign:
+    # Glance's own hash of the stored bytes beats any property another tool wrote.
+    own_hash = image.get("os_hash_value") if image.get("os_hash_algo") == "sha512" else None
+    if source == "atrope":
+        return Foreign(str(image["id"]), image.get("appdb_id"), None, own_hash or image.get("sha512"))
+    return Foreign(str(image["id"]), image.get("APPLIANCE_ID"), image.get("APPLIANCE_VERSION"), own_hash)
+
+
+class _UploadReads:
+    """Hands glanceclient 64 KiB per read instead of its 1 MiB: measured behind gunicorn, big chunks of a chunked
+    upload cost the server more copying than they save (bench/glance.py --read-size compares). Each read is
+    counted on ``meter``."""
+
+    def __init__(self, handle: IO[bytes], meter: Meter) -> None:
+        self._handle = handle
+        self._meter = meter
+
+    def read(self, _size: int = -1) -> bytes:
+        block = self._handle.read(_READ_SIZE)
+        self._meter.update(len(block))
+        return block
+
+
+def _glance_format(disk_format: str) -> str:
+    return _GLANCE_FORMATS.get(disk_format, disk_format)

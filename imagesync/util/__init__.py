@@ -1,0 +1,1 @@
+"""Small helpers every stage uses: atomic writes, safe text, redaction of secrets."""
