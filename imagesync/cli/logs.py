@@ -23,26 +23,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from imagesync.util import redact
+from imagesync.util.logfields import FIELDS, FieldValue, record_fields
 from imagesync.util.redact import RedactingFilter
 from imagesync.util.textsafe import json_text, one_line
 
-FIELDS = "imagesync_fields"
-FieldValue = str | int | float
 # A value written bare in text: anything else is quoted, so a value can never pose as a further field.
 _BARE = re.compile(r'[^\s"=\\]+')
 # Libraries whose debug output -v shows; the others stay at WARNING (keystoneauth's debug dumps requests).
 _VERBOSE_LIBRARIES = ("urllib3", "gnupg")
-
-
-def fields(**values: FieldValue | None) -> dict[str, object]:
-    """The ``extra=`` argument for a record carrying ``values`` (None values left out) as fields. Raises nothing."""
-    return {FIELDS: {key: value for key, value in values.items() if value is not None}}
-
-
-def record_fields(record: logging.LogRecord) -> dict[str, FieldValue]:
-    """The fields a record carries (empty for a record logged without :func:`fields`)."""
-    found = getattr(record, FIELDS, None)
-    return found if isinstance(found, dict) else {}
 
 
 def logfmt(values: dict[str, FieldValue]) -> str:
@@ -163,7 +151,6 @@ def configure(level: int, fmt: str, *, quiet: bool = False) -> None:
         warned.addFilter(WarningText())
 
 
-FACILITIES = ("user", "daemon", "local0", "local1", "local2", "local3", "local4", "local5", "local6", "local7")
 
 
 def add_syslog(socket_path: Path, facility: str, fmt: str) -> None:

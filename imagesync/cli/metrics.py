@@ -27,7 +27,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from imagesync.cli.logs import fields
 from imagesync.config.settings import Settings
 from imagesync.errors import ImagesyncError
 from imagesync.run.pipeline import SyncResult
@@ -35,6 +34,7 @@ from imagesync.sources.hepix.stage import ListOutcome
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import ListRecord, StateStore
 from imagesync.util import atomic
+from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
 ACTION_KINDS = ("add", "update", "update-metadata", "retire", "keep")

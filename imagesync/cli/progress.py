@@ -20,47 +20,13 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import IO, Any, Protocol
+from contextlib import contextmanager
+from typing import IO, Any
 
+from imagesync.util.meters import NO_PROGRESS, Meter, Progress
 from imagesync.util.textsafe import one_line
 
 _LABEL_WIDTH = 48
-
-
-class Meter(Protocol):
-    """Counts the bytes of one transfer."""
-
-    def update(self, n: int) -> object: ...
-
-    def reset(self) -> object:
-        """Back to zero: the transfer starts again."""
-        ...
-
-
-class _Silent:
-    def update(self, n: int) -> None:
-        return None
-
-    def reset(self) -> None:
-        return None
-
-
-SILENT: Meter = _Silent()
-
-
-class Progress(Protocol):
-    def meter(self, label: str, total: int) -> AbstractContextManager[Meter]:
-        """A meter for a transfer of ``total`` bytes, shown (if at all) under ``label`` while the block runs."""
-        ...
-
-
-class _NoProgress:
-    def meter(self, label: str, total: int) -> AbstractContextManager[Meter]:
-        return nullcontext(SILENT)
-
-
-NO_PROGRESS: Progress = _NoProgress()
 
 
 class _Bars:

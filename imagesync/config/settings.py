@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from imagesync.cli.logs import FACILITIES
 from imagesync.config import events as hookconfig
 from imagesync.config.events import EventSettings
 from imagesync.config.read import Section, parse_duration, read_yaml
@@ -23,6 +22,7 @@ from imagesync.errors import ConfigError
 from imagesync.net.guard import Network, parse_networks
 from imagesync.sources.hepix.fetch import split_userinfo
 from imagesync.util import redact
+from imagesync.util.logfields import FACILITIES
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 SignatureMode = Literal["smime", "gpg", "none"]

@@ -27,8 +27,6 @@ from typing import TypeVar
 import requests
 import urllib3.exceptions
 
-from imagesync.cli.logs import fields
-from imagesync.cli.progress import NO_PROGRESS, Progress
 from imagesync.errors import ImagesyncError
 from imagesync.images import space
 from imagesync.images.stream import Partial, Sink, body_reader, file_sha512, keep_alive
@@ -38,6 +36,8 @@ from imagesync.net.tls import trusting_session
 from imagesync.sources.hepix.fetch import FetchPolicy
 from imagesync.util import redact
 from imagesync.util.atomic import fsync_dir
+from imagesync.util.logfields import fields
+from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

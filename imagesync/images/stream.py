@@ -17,7 +17,7 @@ from typing import Any
 
 import requests
 
-from imagesync.cli.progress import SILENT, Meter
+from imagesync.util.meters import SILENT, Meter
 
 _BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 once writeback is nudged
 _WRITEBACK = 64 * 1024**2  # bytes written between two nudges to the kernel to start writing them out

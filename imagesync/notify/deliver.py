@@ -25,7 +25,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
-from imagesync.cli.logs import fields
 from imagesync.config.events import EventSettings
 from imagesync.config.settings import Settings
 from imagesync.errors import EXIT_LOCKED, EXIT_PARTIAL, FetchError, ImagesyncError
@@ -35,6 +34,7 @@ from imagesync.notify.webhooks import Sender
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import SyncResult
 from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
 

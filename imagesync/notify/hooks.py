@@ -19,9 +19,9 @@ import os
 import signal
 import subprocess
 
-from imagesync.cli.logs import fields
 from imagesync.notify.events import Event
 from imagesync.util import redact
+from imagesync.util.logfields import fields
 from imagesync.util.textsafe import one_line
 
 log = logging.getLogger(__name__)

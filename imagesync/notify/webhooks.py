@@ -28,12 +28,12 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imagesync.cli.logs import fields
 from imagesync.config.events import Webhook
 from imagesync.errors import brief
 from imagesync.net.failures import retry_after
 from imagesync.net.tls import trusting_session
 from imagesync.notify.events import Event
+from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
 SIGNATURE_HEADER = "X-Imagesync-Signature"

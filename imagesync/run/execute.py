@@ -18,8 +18,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from imagesync.cli.logs import fields
-from imagesync.cli.progress import NO_PROGRESS, Progress
 from imagesync.errors import ImagesyncError
 from imagesync.images import convert
 from imagesync.images.download import Downloaded, Downloader
@@ -30,6 +28,8 @@ from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.state.store import StateStore, TargetImageRecord
 from imagesync.targets.base import Driver, Upload
 from imagesync.util import atomic, redact
+from imagesync.util.logfields import fields
+from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
 Status = Literal["planned", "done", "failed", "skipped"]

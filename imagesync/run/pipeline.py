@@ -12,8 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from imagesync.cli.logs import fields
-from imagesync.cli.progress import NO_PROGRESS, Progress
 from imagesync.config import preflight
 from imagesync.config.settings import Settings, TargetSettings
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
@@ -29,6 +27,8 @@ from imagesync.state import open as state_open
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import StateStore
 from imagesync.targets import base as drivers
+from imagesync.util.logfields import fields
+from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
 
-from imagesync.cli.progress import SILENT, Meter
 from imagesync.config.settings import TargetSettings
 from imagesync.errors import ConfigError, ImagesyncError
 from imagesync.model import DesiredImage, Held, RetireMode
+from imagesync.util.meters import SILENT, Meter
 
 GROUP = "imagesync.drivers"
 

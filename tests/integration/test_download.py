@@ -16,11 +16,11 @@ import requests
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from imagesync.cli import logs
 from imagesync.demo import pki
 from imagesync.demo.server import Fault, ListServer
 from imagesync.images.download import DiskFullError, Downloader, DownloadError, DownloadPolicy, DownloadRequest
 from imagesync.net import guard as netguard
+from imagesync.util import logfields
 from tests.support.tmpfs import tmpfs
 
 MiB = 1024 * 1024
@@ -91,7 +91,8 @@ def test_first_download_lands_in_cache_then_cache_is_used_without_request(
     assert first.path == env.cache / "images" / request.sha512[:2] / request.sha512
     assert first.path.read_bytes() == data
     assert (first.size, first.fetched_bytes) == (len(data), len(data))
-    [done] = [logs.record_fields(r) for r in caplog.records if logs.record_fields(r).get("result") == "downloaded"]
+    records = [logfields.record_fields(r) for r in caplog.records]
+    [done] = [r for r in records if r.get("result") == "downloaded"]
     assert done["image"] == "test/img/a.img" and done["bytes"] == len(data) and "seconds" in done
     assert downloader.partials() == [] and downloader.blobs() == [first.path]
     again = env.downloader().fetch(request)  # a new run: only the disk remembers

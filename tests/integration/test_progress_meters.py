@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagesync.cli.progress import Meter
 from imagesync.config import settings as config
 from imagesync.demo.server import Fault
 from imagesync.demo.world import DemoWorld, demo_images
 from imagesync.run.pipeline import sync
+from imagesync.util.meters import Meter
 from tests.devcloud.fixture import DevCloud
 
 Entry = int | str  # bytes counted, or "reset"

@@ -9,12 +9,12 @@ import logging
 import pytest
 
 from imagesync.cli import logs
-from imagesync.util import redact
+from imagesync.util import logfields, redact
 
 
 def record(message: str, level: int = logging.INFO, /, **values: str | int | float | None) -> logging.LogRecord:
     item = logging.LogRecord("imagesync.test", level, __file__, 1, message, None, None)
-    item.__dict__.update(logs.fields(**values))
+    item.__dict__.update(logfields.fields(**values))
     return item
 
 

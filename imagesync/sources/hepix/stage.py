@@ -7,7 +7,6 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from imagesync.cli.logs import fields
 from imagesync.config.settings import ListSettings, Settings
 from imagesync.errors import EndorserMismatchError, FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.model import DesiredImage, ListDesire, ListState, Signer
@@ -17,6 +16,7 @@ from imagesync.sources.hepix.fetch import Fetcher, FetchPolicy
 from imagesync.sources.hepix.parse import check_freshness
 from imagesync.state.store import ListRecord, StateStore
 from imagesync.util import redact
+from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
 

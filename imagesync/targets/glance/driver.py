@@ -18,7 +18,6 @@ from typing import IO, Any
 
 from keystoneauth1.adapter import Adapter
 
-from imagesync.cli.progress import Meter
 from imagesync.config.settings import TargetSettings
 from imagesync.model import DesiredImage, Held, Placement, RetireMode
 from imagesync.targets import properties
@@ -28,6 +27,7 @@ from imagesync.targets.glance.auth import AuthSpec, spec_for
 from imagesync.targets.glance.errors import TargetCallError, calls
 from imagesync.targets.glance.share import Sharing
 from imagesync.util import redact
+from imagesync.util.meters import Meter
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
