@@ -116,6 +116,15 @@ class RegistryServer:
         data[0] ^= 0xFF
         path.write_bytes(bytes(data))
 
+    def tamper_blob(self, digest: str, old: bytes, new: bytes) -> None:
+        """Replace ``old`` by ``new`` (same length) in a stored blob or manifest: a manifest stays valid JSON, so
+        the registry serves it, altered, under its original digest."""
+        assert len(old) == len(new), "keep the length: the registry checks sizes"
+        path = self.blob_path(digest)
+        data = path.read_bytes()
+        assert old in data, f"{old!r} not in {digest}"
+        path.write_bytes(data.replace(old, new, 1))
+
     def log_tail(self, lines: int = 20) -> str:
         try:
             return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
@@ -125,7 +134,7 @@ class RegistryServer:
     def _start(self, binary: str) -> None:
         # Another worker may take the port between probe and bind: try a few ports before giving up.
         for _ in range(3):
-            self.port = _free_port()
+            self.port = free_port()
             config = self.workdir / "config.yml"
             config.write_text(yaml.safe_dump(self._config()))
             with self._log.open("ab") as log:
@@ -185,7 +194,7 @@ class RegistryServer:
         return {"htpasswd": {"realm": "imagesync-test", "path": str(htpasswd)}}
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]

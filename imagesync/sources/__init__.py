@@ -1,0 +1,1 @@
+"""Where images come from: signed HEPiX image lists and OCI registries."""
