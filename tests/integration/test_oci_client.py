@@ -5,6 +5,7 @@ What the registry holds is pushed with oras-py (tests/support/oci_push.py), neve
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -205,3 +206,18 @@ def test_loopback_registry_is_refused_unless_allowed(oci_registry: RegistryServe
     text = assert_one_clean_line(caught.value)
     assert "refused to connect: 127.0.0.1 is a loopback address" in text
     assert "download.allowed_networks" in text
+
+
+def test_a_refused_token_is_fetched_again_once(oci_registries: Registries, repo: str) -> None:
+    server = oci_registries.get("token")
+    assert server.token_service is not None
+    oci_push.push_artifact(server, repo, "v1", b"x")
+    with make_client(server) as client:
+        client.tags(repo)
+        # A token the client still believes valid but the registry refuses (revoked, or its clock runs ahead):
+        # planted in the cache, the one place such a token can come from.
+        scope = f"repository:{repo}:pull"
+        client._auth._tokens[scope] = dataclasses.replace(client._auth._tokens[scope], value="not.a.token")
+        before = len(server.token_service.requests)
+        assert client.tags(repo) == ["v1"]
+    assert len(server.token_service.requests) == before + 1
