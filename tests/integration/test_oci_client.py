@@ -6,6 +6,7 @@ What the registry holds is pushed with oras-py (tests/support/oci_push.py), neve
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -150,14 +151,17 @@ def test_blob_request_streams_with_the_headers_given(oci_registry: RegistryServe
 
 
 @pytest.mark.parametrize("auth", ["htpasswd", "token"])
-def test_wrong_password_is_one_clean_line(oci_registries: Registries, auth: str, repo: str) -> None:
+def test_wrong_password_is_one_clean_line(oci_registries: Registries, auth: str, repo: str,
+                                          caplog: pytest.LogCaptureFixture) -> None:
     server = oci_registries.get(auth)  # type: ignore[arg-type]
     oci_push.push_artifact(server, repo, "v1", b"x")
+    caplog.set_level(logging.DEBUG, logger="imagesync")
     with make_client(server, password="Wr0ng-Passw0rd-42") as client, pytest.raises(RegistryError) as caught:
         client.tags(repo)
     text = assert_one_clean_line(caught.value, "Wr0ng-Passw0rd-42")
     assert text.startswith(f"registry {server.host}: cannot get tags of {repo}: ")
     assert "refused" in text and "check the username and password" in text
+    assert caplog.records and "Wr0ng-Passw0rd-42" not in caplog.text
 
 
 @pytest.mark.parametrize("auth", ["htpasswd", "token"])
