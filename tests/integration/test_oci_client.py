@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from imagesync.netguard import parse_networks
+from imagesync.net.guard import parse_networks
 from imagesync.sources.oci.auth import Credentials, RegistryError
 from imagesync.sources.oci.client import (
     DigestMismatchError,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from imagesync.netguard import parse_networks
+from imagesync.net.guard import parse_networks
 from imagesync.sources.oci.auth import RegistryError
 from imagesync.sources.oci.client import DigestMismatchError, RegistryClient
 from imagesync.sources.oci.content import OCI_INDEX, OCI_MANIFEST, digest_of

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imagesync import redact
+from imagesync.util import redact
 from imagesync.errors import FetchError
-from imagesync.netguard import AddressRefused
+from imagesync.net.guard import AddressRefused
 from imagesync.sources.oci.content import read_capped
 
 log = logging.getLogger(__name__)

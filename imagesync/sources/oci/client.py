@@ -1,7 +1,7 @@
 """One OCI distribution registry (Harbor or any other) over HTTPS: tags, manifests, referrers and blobs.
 
-The session trusts what the lists' fetches trust (system store + CA directory, :mod:`imagesync.tls`) and connects
-only where image downloads may (:mod:`imagesync.netguard`): a registry, its token realm and its blob redirects are
+The session trusts what the lists' fetches trust (system store + CA directory, :mod:`imagesync.net.tls`) and connects
+only where image downloads may (:mod:`imagesync.net.guard`): a registry, its token realm and its blob redirects are
 addresses taken from configuration and from the registry's own answers. Authentication follows the registry's
 challenges (:mod:`imagesync.sources.oci.auth`). Every failure is one :class:`RegistryError` line naming the
 registry, what was asked and why it failed.
@@ -18,14 +18,14 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from imagesync import redact
-from imagesync.fetch import FetchPolicy
-from imagesync.neterrors import request_failure
-from imagesync.netguard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.util import redact
+from imagesync.sources.hepix.fetch import FetchPolicy
+from imagesync.net.failures import request_failure
+from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.sources.oci import content
 from imagesync.sources.oci.auth import Authorizer, Credentials, RegistryError
 from imagesync.sources.oci.content import BlobRequest, ContentError, Descriptor, Manifest
-from imagesync.tls import trusting_session
+from imagesync.net.tls import trusting_session
 
 log = logging.getLogger(__name__)
 
