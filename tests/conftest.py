@@ -10,7 +10,7 @@ import pytest
 from imagesync.demo.world import DemoWorld, build
 from tests.support.samples import TestPKI, build_test_pki
 
-pytest_plugins = ["tests.devcloud.fixture", "tests.support.install"]
+pytest_plugins = ["tests.devcloud.fixture", "tests.support.install", "tests.support.oci_registry"]
 
 
 @pytest.fixture(scope="session")
