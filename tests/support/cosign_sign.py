@@ -3,7 +3,7 @@
 It builds what `cosign sign --key` pushes for a manifest digest: the simple-signing payload, its signature in
 the ``dev.cosignproject.cosign/signature`` annotation, and the `.sig` manifest (or an OCI 1.1 referrer
 manifest) with its config and layer blobs, laid out as cosign does. Interoperability is shown by the real
-cosign and skopeo data in the tests that use them; this signer only makes cases those cannot cover (other
+cosign signatures in tests/unit/test_cosign.py; this signer only makes cases those cannot cover (other
 key types, wrong digests, tampering) cheap.
 """
 

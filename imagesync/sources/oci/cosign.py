@@ -1,6 +1,7 @@
 """Verify cosign signatures of OCI artifacts against configured public keys. No I/O except reading key files.
 
-What is checked (formats and sources: /work/notes/cosign-formats.md): cosign's "simple signing" scheme, where
+What is checked (formats as sigstore/cosign writes them: pkg/types/media.go, pkg/oci/static/signature.go,
+pkg/oci/remote/write.go): cosign's "simple signing" scheme, where
 each signature is one layer of media type :data:`SIMPLE_SIGNING_MEDIA_TYPE`; the layer blob is a small JSON
 payload naming the signed manifest digest, and the layer's annotation :data:`SIGNATURE_ANNOTATION` holds the
 base64 signature over exactly those blob bytes. The registry client collects such layers from the legacy tag
