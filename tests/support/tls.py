@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import ssl
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,3 +96,19 @@ def write_igtf_ca(ca_pem: bytes, directory: Path) -> Path:
     target = directory / f"{subject_hash}.0"
     target.write_bytes(ca_pem)
     return target
+
+
+def server_context(pki: ServerPKI) -> ssl.SSLContext:
+    """A TLS server context presenting ``pki``'s server certificate."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with tempfile.TemporaryDirectory() as tmp:  # load_cert_chain reads files only
+        cert, key = Path(tmp) / "cert.pem", Path(tmp) / "key.pem"
+        cert.write_bytes(pki.cert_pem)
+        key.write_bytes(pki.key_pem)
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def client_context(pki: ServerPKI) -> ssl.SSLContext:
+    """A TLS client context trusting ``pki``'s CA only."""
+    return ssl.create_default_context(cadata=pki.ca_pem.decode())
