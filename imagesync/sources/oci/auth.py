@@ -21,10 +21,10 @@ from urllib.parse import urlsplit
 
 import requests
 
-from imagesync.util import redact
 from imagesync.errors import FetchError
 from imagesync.net.guard import AddressRefused
 from imagesync.sources.oci.content import read_capped
+from imagesync.util import redact
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,14 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from imagesync.util import redact
-from imagesync.sources.hepix.fetch import FetchPolicy
 from imagesync.net.failures import request_failure
 from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.net.tls import trusting_session
+from imagesync.sources.hepix.fetch import FetchPolicy
 from imagesync.sources.oci import content
 from imagesync.sources.oci.auth import Authorizer, Credentials, RegistryError
 from imagesync.sources.oci.content import BlobRequest, ContentError, Descriptor, Manifest
-from imagesync.net.tls import trusting_session
+from imagesync.util import redact
 
 log = logging.getLogger(__name__)
 
