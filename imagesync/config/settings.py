@@ -16,8 +16,10 @@ from typing import Literal, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from imagesync.config import events as hookconfig
+from imagesync.config import registries as registryconfig
 from imagesync.config.events import EventSettings
 from imagesync.config.read import Section, parse_duration, read_yaml
+from imagesync.config.registries import RegistrySettings
 from imagesync.errors import ConfigError
 from imagesync.net.guard import Network, parse_networks
 from imagesync.sources.hepix.fetch import split_userinfo
@@ -127,6 +129,7 @@ class Settings:
     metrics_file: Path | None = None
     log: LogSettings = LogSettings()
     events: EventSettings = field(default_factory=EventSettings)  # hooks, hook_timeout, webhooks (notify.deliver)
+    registries: tuple[RegistrySettings, ...] = ()  # OCI registries, sources beside lists (config.registries)
 
     def list_named(self, name: str) -> ListSettings | None:
         return next((item for item in self.lists if item.name == name), None)
@@ -157,13 +160,15 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     metrics_file = root.optional_path("metrics_file", base)
     log = _log(root.section("log"), base)
     events = hookconfig.read(root, base)
+    registries = registryconfig.read(root, base)
     root.finish()
     if lists_file is None and DEFAULT_LISTS_FILE.exists():
         lists_file = DEFAULT_LISTS_FILE
     extra = _read_lists_file(lists_file, explicit) if lists_file is not None else ()
+    registryconfig.check_names(registries, ((item.name, item.url) for item in explicit + extra), source=source)
     return Settings(source=source, state_dir=state_dir, cache_dir=cache_dir, image_lists_file=lists_file,
                     trust=trust, download=download, lists=explicit + extra, targets=targets,
-                    metrics_file=metrics_file, log=log, events=events)
+                    metrics_file=metrics_file, log=log, events=events, registries=registries)
 
 
 DEFAULT_LISTS_FILE = Path("/etc/imagesync/image-lists.conf")
