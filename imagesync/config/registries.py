@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal, cast
+from typing import Literal
 from urllib.parse import urlsplit
 
 from imagesync.config.read import Section
@@ -79,7 +79,7 @@ def check_names(registries: Iterable[RegistrySettings], list_names: Iterable[tup
 def _registry(sec: Section, base: Path) -> RegistrySettings:
     # Everything is read (and each value's type checked) before finish(), and relations between keys only after
     # it: a misspelt "signatur:" then gets "did you mean signature?" rather than "signature: required".
-    signature = cast(RegistrySignature, sec.choice("signature", SIGNATURES, None)) if sec.has("signature") else None
+    signature = _signature(sec)
     vo = sec.string("vo") if sec.has("vo") else None
     vos = sec.string_list("vos") if sec.has("vos") else None
     result = RegistrySettings(
@@ -110,6 +110,14 @@ def _url(sec: Section) -> str:
         sec.fail("url", f"{value!r} is not a registry base URL: expected https://host[:port] (https only, no path; "
                  "the repositories go under harbor_project or repositories)")
     return f"https://{parts.netloc}"
+
+
+def _signature(sec: Section) -> RegistrySignature | None:
+    # Missing and empty (``signature:``) are alike: no choice was written; refused after finish().
+    value = sec.string("signature")
+    if value is not None and value not in SIGNATURES:
+        sec.fail("signature", f"{value!r} is not allowed (allowed: {', '.join(SIGNATURES)})")
+    return value
 
 
 def _pattern(sec: Section) -> str | None:
