@@ -52,6 +52,14 @@ class Image:
     mpuri: str | None
     expires: datetime | None
     attributes: Mapping[str, object]
+    # The layer digest of an OCI artifact (hex): the content address its bytes are checked against. A source that
+    # publishes no sha512 leaves ``sha512`` empty until the bytes were seen once (the state remembers it then).
+    sha256: str = ""
+
+    @property
+    def content_key(self) -> str:
+        """The digest the bytes are checked against and cached under: the sha512 when known, else the sha256."""
+        return self.sha512 or self.sha256
 
 
 @dataclass(frozen=True)
@@ -101,6 +109,11 @@ class ListDesire:
     on_expiry: Literal["retire", "keep"] = "retire"
     # Verified (signature, endorser) but past dc:date:expires: on_expiry decides what happens to its images.
     expired: bool = False
+    # Identifiers whose wanted version is unknown this run (an artifact that could not be read or verified): what
+    # the targets hold of them is kept as it is (invariant 1), and nothing new of them is uploaded.
+    unknown: tuple[str, ...] = ()
+    # What the source wants the plan to say (an artifact skipped, and why).
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from imagesync.config.settings import Settings, TargetSettings
 from imagesync.errors import ConfigError, ImagesyncError
 from imagesync.images.convert import qemu_img_available
 from imagesync.net.guard import HINT, AddressGuard, AddressRefused
+from imagesync.sources.base import SourceOutcome
+from imagesync.sources.collect import collect
 from imagesync.sources.hepix import dn
 from imagesync.sources.hepix.castore import CAStore
-from imagesync.sources.hepix.collect import collect_lists
-from imagesync.sources.hepix.stage import ListOutcome
 from imagesync.targets import base as drivers
 from imagesync.targets import properties
 
@@ -36,9 +36,9 @@ def run_checks(settings: Settings, *, now: datetime) -> list[Finding]:
                         f"{len(settings.lists)} list(s), {len(settings.targets)} target(s)")]
     findings += [_writable(settings.state_dir, "state_dir"), _writable(settings.cache_dir, "cache_dir")]
     findings += _ca_dir(settings, now)
-    outcomes = collect_lists(settings, now=now)
+    outcomes = collect(settings, now=now)
     findings += [Finding("list", o.settings.name, o.status != "failed",
-                         o.error or f"verified, {len(o.accepted.image_list.images) if o.accepted else 0} images"
+                         o.error or f"verified, {o.accepted.image_count if o.accepted else 0} images"
                          + (", UNSIGNED" if o.settings.signature == "none" else ""))
                  for o in outcomes]
     guard = AddressGuard(settings.download.allowed_networks)
@@ -55,7 +55,7 @@ def _writable(path: Path, key: str) -> Finding:
     return Finding("dir", key, problem is None, problem.one_line() if problem else f"{path} writable")
 
 
-def _mapping(target: TargetSettings, outcomes: list[ListOutcome]) -> list[Finding]:
+def _mapping(target: TargetSettings, outcomes: list[SourceOutcome]) -> list[Finding]:
     """The projects_file of a target sharing by VO: readable, and naming every VO the subscribed lists carry."""
     try:
         refs = preflight.load_mapping(target)
@@ -96,11 +96,10 @@ def _ca_dir(settings: Settings, now: datetime) -> list[Finding]:
     return findings
 
 
-def _image_urls(outcome: ListOutcome, guard: AddressGuard) -> Finding | None:
+def _image_urls(outcome: SourceOutcome, guard: AddressGuard) -> Finding | None:
     """A failed finding if downloads would refuse image URLs of this list (resolved now, as a sync would)."""
-    images = outcome.accepted.image_list.images if outcome.accepted else ()
     refused: list[str] = []
-    for image in images:
+    for image in (desired.image for desired in outcome.desire.images):
         try:
             guard.check_url(image.uri)
         except AddressRefused as exc:
@@ -108,7 +107,7 @@ def _image_urls(outcome: ListOutcome, guard: AddressGuard) -> Finding | None:
     if not refused:
         return None
     return Finding("list", f"{outcome.settings.name} image URLs", False,
-                   f"{len(refused)} of {len(images)} would be refused, e.g. {refused[0]} ({HINT})")
+                   f"{len(refused)} of {len(outcome.desire.images)} would be refused, e.g. {refused[0]} ({HINT})")
 
 
 def _target(target: TargetSettings) -> list[Finding]:

@@ -139,10 +139,10 @@ def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endor
 def lists_cmd(obj: Context, fmt: str) -> None:
     """Fetch, verify and parse every subscribed list and show its status."""
     from imagesync.cli import report
-    from imagesync.sources.hepix.collect import collect_lists
+    from imagesync.sources.collect import collect
 
     settings = obj.settings(interactive=True)
-    outcomes = collect_lists(settings, now=datetime.now(UTC))
+    outcomes = collect(settings, now=datetime.now(UTC))
     if fmt == "json":
         _print_json({"lists": [report.list_entry(o) for o in outcomes]})
     else:

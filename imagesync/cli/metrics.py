@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from imagesync.config.settings import Settings
 from imagesync.errors import ImagesyncError
 from imagesync.run.pipeline import SyncResult
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import ListRecord, StateStore
 from imagesync.util import atomic
@@ -152,7 +152,7 @@ def _run(result: SyncResult, store: StateStore, before: Carried) -> Iterator[Met
                  result.exit_code)
 
 
-def _lists(outcomes: list[ListOutcome], store: StateStore) -> Iterator[Metric]:
+def _lists(outcomes: list[SourceOutcome], store: StateStore) -> Iterator[Metric]:
     ok = GaugeMetricFamily("imagesync_list_ok", "1 if the list was fetched and verified in the last run.",
                            labels=["list"])
     expiry = GaugeMetricFamily("imagesync_list_expiry_timestamp_seconds",
@@ -165,18 +165,18 @@ def _lists(outcomes: list[ListOutcome], store: StateStore) -> Iterator[Metric]:
         ok.add_metric([name], 0 if outcome.status == "failed" else 1)
         record = store.get_list(name)
         accepted = outcome.accepted
-        expires = (accepted.image_list.expires if accepted else None) or outcome.desire.expires or (
+        expires = (accepted.expires if accepted else None) or outcome.desire.expires or (
             record.expires if record else None)
         if expires is not None:
             expiry.add_metric([name], expires.timestamp())
         if accepted is not None:
-            images.add_metric([name], len(accepted.image_list.images))
+            images.add_metric([name], accepted.image_count)
         dn, ca = _signer(outcome, record)
         info.add_metric([name], {"signature": outcome.settings.signature, "signer": dn, "signer_ca": ca})
     yield from (ok, expiry, images, info)
 
 
-def _signer(outcome: ListOutcome, record: ListRecord | None) -> tuple[str, str]:
+def _signer(outcome: SourceOutcome, record: ListRecord | None) -> tuple[str, str]:
     # A list that failed after its signature verified names who signed it; else the last accepted copy's signer.
     signer = outcome.accepted.signer if outcome.accepted else outcome.signer
     if signer is not None:

@@ -18,8 +18,7 @@ if TYPE_CHECKING:  # `lists` and `verify` report without loading a run's machine
     from imagesync.config.settings import ListSettings
     from imagesync.run.execute import ActionResult
     from imagesync.run.pipeline import SyncResult
-    from imagesync.sources.hepix.accept import AcceptedList
-    from imagesync.sources.hepix.stage import ListOutcome
+    from imagesync.sources.base import Accepted, SourceOutcome
     from imagesync.state.store import StateStore
 
 
@@ -27,26 +26,27 @@ def iso(value: datetime | None) -> str | None:
     return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value is not None else None
 
 
-def list_entry(outcome: ListOutcome) -> dict[str, Any]:
+def list_entry(outcome: SourceOutcome) -> dict[str, Any]:
     """One ``lists[]`` entry of the JSON report."""
     entry: dict[str, Any] = {
-        "name": outcome.settings.name, "url": redact.url(outcome.settings.url), "status": outcome.status,
+        "name": outcome.settings.name, "kind": outcome.kind, "url": redact.url(outcome.settings.url),
+        "status": outcome.status,
         "error": outcome.error, "signature": outcome.settings.signature,
         "unsigned": outcome.settings.signature == "none",
         "identifier": None, "created": None, "expires": None, "signer": None, "images": None,
+        "problems": list(outcome.problems),
     }
     if outcome.accepted is not None:
         entry.update(accepted_fields(outcome.accepted))
     return entry
 
 
-def accepted_fields(accepted: AcceptedList) -> dict[str, Any]:
-    lst = accepted.image_list
+def accepted_fields(accepted: Accepted) -> dict[str, Any]:
     signer = accepted.signer
     return {
-        "identifier": lst.identifier, "created": iso(lst.created), "expires": iso(lst.expires),
+        "identifier": accepted.identifier, "created": iso(accepted.created), "expires": iso(accepted.expires),
         "signer": {"dn": signer.dn, "ca": signer.ca} if signer is not None else None,
-        "images": len(lst.images),
+        "images": accepted.image_count,
     }
 
 
@@ -55,14 +55,14 @@ def _text(lines: Iterable[str]) -> str:
     return "\n".join(one_line(line) for line in lines)
 
 
-def lists_text(outcomes: list[ListOutcome]) -> str:
+def lists_text(outcomes: list[SourceOutcome]) -> str:
     """The ``imagesync lists`` table: one block per list, UNSIGNED lists marked on their first line."""
     if not outcomes:
         return "no lists configured (add them under lists: or to image_lists_file)"
     return _text(line for outcome in outcomes for line in _list_block(outcome))
 
 
-def _list_block(outcome: ListOutcome) -> list[str]:
+def _list_block(outcome: SourceOutcome) -> list[str]:
     name = outcome.settings.name
     marker = "  UNSIGNED" if outcome.settings.signature == "none" else ""
     head = f"{name}: {outcome.status.upper()}{marker}  {redact.url(outcome.settings.url)}"
@@ -71,12 +71,12 @@ def _list_block(outcome: ListOutcome) -> list[str]:
     return [head, *_accepted_lines(outcome.accepted)]
 
 
-def accepted_text(accepted: AcceptedList) -> str:
+def accepted_text(accepted: Accepted) -> str:
     """Signer, list identifier, dates and image count of an accepted list, one escaped line each."""
     return _text(_accepted_lines(accepted))
 
 
-def _accepted_lines(accepted: AcceptedList) -> list[str]:
+def _accepted_lines(accepted: Accepted) -> list[str]:
     fields = accepted_fields(accepted)
     signer = fields["signer"]
     return _fields_text([
@@ -158,7 +158,7 @@ def sync_text(result: SyncResult) -> str:
     """What a person reads after ``sync`` or ``plan``: failures and changes, then one summary line."""
     lines = ["DRY RUN: nothing was changed"] if result.dry_run else []
     for outcome in result.lists:
-        count = len(outcome.accepted.image_list.images) if outcome.accepted else 0
+        count = outcome.accepted.image_count if outcome.accepted else 0
         unsigned = " UNSIGNED" if outcome.settings.signature == "none" else ""
         state = f"FAILED: {outcome.error}" if outcome.status == "failed" else f"{outcome.status}, {count} images"
         lines.append(f"list {outcome.settings.name}{unsigned}: {state}")
@@ -205,7 +205,7 @@ def images_text(data: dict[str, Any]) -> str:
     return _text(lines)
 
 
-def verify_text(outcome: ListOutcome, item: ListSettings) -> str:
+def verify_text(outcome: SourceOutcome, item: ListSettings) -> str:
     """``imagesync verify``: VERIFIED / ACCEPTED UNSIGNED with the list's fields, or NOT VERIFIED and why."""
     accepted = outcome.accepted
     if accepted is None:
@@ -216,7 +216,7 @@ def verify_text(outcome: ListOutcome, item: ListSettings) -> str:
     return f"{head}  {one_line(redact.url(item.url))}\n{accepted_text(accepted)}"
 
 
-def verify_json(outcome: ListOutcome, item: ListSettings) -> dict[str, Any]:
+def verify_json(outcome: SourceOutcome, item: ListSettings) -> dict[str, Any]:
     """``imagesync verify --format json`` (DESIGN §2)."""
     accepted = outcome.accepted
     fields = accepted_fields(accepted) if accepted is not None else None

@@ -17,10 +17,10 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,7 +29,7 @@ import urllib3.exceptions
 
 from imagesync.errors import ImagesyncError
 from imagesync.images import space
-from imagesync.images.stream import Partial, Sink, body_reader, file_sha512, keep_alive
+from imagesync.images.stream import Digests, Partial, Sink, body_reader, file_digests, keep_alive
 from imagesync.net.failures import AttemptFailed, check_status, request_failure
 from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
 from imagesync.net.tls import trusting_session
@@ -47,6 +47,7 @@ MiB = 1024**2
 _BACKOFF_CAP = 60.0
 _MIN_BUFFER = 64 * 1024
 _SHA512 = re.compile(r"^[0-9a-f]{128}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
 _NETWORK_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
@@ -62,12 +63,21 @@ class DiskFullError(DownloadError):
 
 @dataclass(frozen=True)
 class DownloadRequest:
-    """One image to download: its sha512 is the cache key, ``name`` ("list/identifier") is for messages."""
+    """One image to download, checked against its sha512 and, when given, its sha256 (an OCI layer's address,
+    the only digest such a source publishes: ``sha512`` is then empty). ``name`` ("list/identifier") is for
+    messages; ``headers`` gives, per attempt, what to send besides (a registry's current bearer token)."""
 
     sha512: str
     size: int
     url: str
     name: str
+    sha256: str = ""
+    headers: Callable[[], Mapping[str, str]] | None = field(default=None, compare=False)
+
+    @property
+    def key(self) -> str:
+        """What the image is cached under: its sha512 when known, else its sha256."""
+        return self.sha512 or self.sha256
 
 
 @dataclass(frozen=True)
@@ -165,12 +175,12 @@ class Downloader:
         of ``requests``). Each download thread calls ``then(request, outcome)`` as soon as its image is verified
         or has failed (a DownloadError is passed, never raised), and the future holds what ``then`` returned.
         Leaving the block waits for every download and every ``then``."""
-        unique = {request.sha512: request for request in requests}
-        wants = [space.Want(r.sha512, r.size, r.name) for r in unique.values()]
+        unique = {request.key: request for request in requests}
+        wants = [space.Want(r.key, r.size, r.name) for r in unique.values()]
         with self._space.batch(wants) as ordered, ThreadPoolExecutor(
                 max_workers=max(1, self._policy.concurrency), thread_name_prefix="download") as pool:
             started = {w.key: pool.submit(self._fetch_then, unique[w.key], then) for w in ordered}
-            yield {sha512: started[sha512] for sha512 in unique}
+            yield {key: started[key] for key in unique}
 
     def _fetch_then(self, request: DownloadRequest, then: Callable[[DownloadRequest, Downloaded | DownloadError], T],
                     ) -> T:
@@ -190,7 +200,7 @@ class Downloader:
         """Return the verified image, from the cache or downloaded. Raises DownloadError (DiskFullError when
         space runs out) naming the image, with a hint."""
         _validate(request)
-        with self._key_lock(request.sha512):
+        with self._key_lock(request.key):
             try:
                 hit = self._from_cache(request)
                 return hit if hit is not None else self._download(request)
@@ -205,7 +215,7 @@ class Downloader:
         return self._images / sha512[:2] / sha512
 
     def _from_cache(self, request: DownloadRequest) -> Downloaded | None:
-        path = self.cached(request.sha512)
+        path = self.cached(request.key)
         if path is None:
             return None
         size = path.stat().st_size
@@ -215,14 +225,14 @@ class Downloader:
             path.unlink()
             return None
         # Blobs are renamed into place unsynced, so a crash of the machine may leave one torn: check it.
-        digest = file_sha512(path, self._policy.chunk_size)
-        if digest != request.sha512:
+        digests = file_digests(path, self._policy.chunk_size, sha256=bool(request.sha256))
+        if _mismatch(request, digests) is not None:
             log.warning("image=%s cached file %s is corrupt (sha512 %s...): deleting it", request.name, path,
-                        digest[:16])
+                        digests.hexdigest()[:16])
             path.unlink()
             return None
-        log.debug("image=%s cached at %s (sha512 verified)", request.name, path)
-        return Downloaded(path, request.sha512, size, 0)
+        log.debug("image=%s cached at %s (digest verified)", request.name, path)
+        return Downloaded(path, digests.hexdigest(), size, 0)
 
     def _download(self, request: DownloadRequest) -> Downloaded:
         started = time.monotonic()
@@ -231,19 +241,19 @@ class Downloader:
                                 subject=request.name, hint="raise download.max_image_size if this image is wanted")
         self._partials.mkdir(parents=True, exist_ok=True)
         with self._admitted(request), self._progress.meter(f"download {request.name}", request.size) as meter:
-            partial = Partial(self._partials / f"{request.sha512}.partial", meter)
+            partial = Partial(self._partials / f"{request.key}.partial", meter, sha256=bool(request.sha256))
             partial.load(request.size, self._policy.chunk_size)
             self._attempts(request, partial)
             path = self._promote(request, partial)
         log.info("image downloaded", extra=fields(image=request.name, result="downloaded", bytes=partial.fetched,
                                                   seconds=round(time.monotonic() - started, 3)))
-        return Downloaded(path, request.sha512, request.size, partial.fetched)
+        return Downloaded(path, partial.hasher.hexdigest(), request.size, partial.fetched)
 
     def _admitted(self, request: DownloadRequest) -> space.Slot:
         """Wait for room for the rest of the image (may drop partials of less advanced images of this batch).
         Raises DiskFullError when there is none even with nothing else downloading."""
         try:
-            return self._space.admit(space.Want(request.sha512, request.size, request.name))
+            return self._space.admit(space.Want(request.key, request.size, request.name))
         except space.Shortage as short:
             raise DiskFullError(short.message, subject=request.name, hint=short.hint) from short
 
@@ -272,7 +282,9 @@ class Downloader:
     def _attempt(self, request: DownloadRequest, partial: Partial) -> None:
         if partial.length == request.size:
             return  # an earlier run got every byte but stopped before the rename: just verify
-        headers = {"Accept-Encoding": "identity"}  # the bytes as listed, never a compressed rendering
+        # Asked per attempt: a registry's bearer token may have expired since the last one.
+        headers = dict(request.headers()) if request.headers is not None else {}
+        headers["Accept-Encoding"] = "identity"  # the bytes as listed, never a compressed rendering
         if partial.length:
             headers["Range"] = f"bytes={partial.length}-"
         timeout = (self._policy.connect_timeout, self._policy.timeout)
@@ -348,15 +360,14 @@ class Downloader:
             self._bytes_fetched += n
 
     def _promote(self, request: DownloadRequest, partial: Partial) -> Path:
-        digest = partial.hasher.hexdigest()
-        if partial.length != request.size or digest != request.sha512:
-            what = (f"checksum mismatch: expected {request.sha512[:16]}..., got {digest[:16]}..."
-                    if partial.length == request.size else
+        wrong = _mismatch(request, partial.hasher)
+        if partial.length != request.size or wrong is not None:
+            what = (wrong if partial.length == request.size and wrong is not None else
                     f"size mismatch: expected {request.size} bytes, got {partial.length}")
             partial.reset()
             raise DownloadError(what, subject=request.name, hint="the image changed on the server or was "
                                 "corrupted in transit; tell the list's endorser if it persists")
-        final = self._blob(request.sha512)
+        final = self._blob(request.key)
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(partial.path, final)
         fsync_dir(final.parent)
@@ -376,10 +387,25 @@ def _drop_locals(exc: BaseException) -> None:
         current = current.__cause__ or current.__context__
 
 
+def _mismatch(request: DownloadRequest, digests: Digests) -> str | None:
+    """What is wrong with bytes of these digests, or None when they are the image's."""
+    for name, expected, got in (("", request.sha512, digests.hexdigest()),
+                                ("sha256 ", request.sha256, digests.sha256())):
+        if expected and got != expected:
+            return f"checksum mismatch: expected {name}{expected[:16]}..., got {got[:16]}..."
+    return None
+
+
 def _validate(request: DownloadRequest) -> None:
-    if not _SHA512.match(request.sha512):
+    if not request.sha512 and not request.sha256:
+        raise DownloadError("no digest to check the bytes against", subject=request.name,
+                            hint="the source must name a sha512 or a sha256")
+    if request.sha512 and not _SHA512.match(request.sha512):
         raise DownloadError("sha512 must be 128 lowercase hex digits", subject=request.name,
                             hint="check the list's sl:checksum:sha512")
+    if request.sha256 and not _SHA256.match(request.sha256):
+        raise DownloadError("sha256 must be 64 lowercase hex digits", subject=request.name,
+                            hint="check the source's layer digest")
     if request.size < 0:
         raise DownloadError(f"invalid size {request.size}", subject=request.name, hint="check the list's hv:size")
 

@@ -23,20 +23,44 @@ _BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 o
 _WRITEBACK = 64 * 1024**2  # bytes written between two nudges to the kernel to start writing them out
 
 
+class Digests:
+    """The running sha512 of some bytes and, when asked for, their sha256 (OCI layers are addressed by it)."""
+
+    def __init__(self, *, sha256: bool = False) -> None:
+        self._sha512 = hashlib.sha512()
+        self._sha256 = hashlib.sha256() if sha256 else None
+
+    def update(self, data: memoryview | bytes) -> None:
+        self._sha512.update(data)
+        if self._sha256 is not None:
+            self._sha256.update(data)
+
+    def hexdigest(self) -> str:
+        """The sha512 (hex)."""
+        return self._sha512.hexdigest()
+
+    def sha256(self) -> str:
+        """The sha256 (hex), or "" when it was not asked for."""
+        return self._sha256.hexdigest() if self._sha256 is not None else ""
+
+    def fresh(self) -> Digests:
+        return Digests(sha256=self._sha256 is not None)
+
+
 class Partial:
-    """The ``.partial`` file of one image and the running sha512 of exactly the bytes it holds; ``meter`` shows
+    """The ``.partial`` file of one image and the running digests of exactly the bytes it holds; ``meter`` shows
     how much of the image it holds."""
 
-    def __init__(self, path: Path, meter: Meter = SILENT) -> None:
+    def __init__(self, path: Path, meter: Meter = SILENT, *, sha256: bool = False) -> None:
         self.path = path
         self.meter = meter
-        self.hasher = hashlib.sha512()
+        self.hasher = Digests(sha256=sha256)
         self.length = 0
         self.fetched = 0
 
     def load(self, expected_size: int, chunk_size: int) -> None:
         """Hash what an earlier attempt left; a partial longer than the image is worthless."""
-        self.hasher, self.length = hashlib.sha512(), 0
+        self.hasher, self.length = self.hasher.fresh(), 0
         if not self.path.exists():
             return
         if self.path.stat().st_size > expected_size:
@@ -51,7 +75,7 @@ class Partial:
     def reset(self) -> None:
         """Start again from zero."""
         self.path.unlink(missing_ok=True)
-        self.hasher, self.length = hashlib.sha512(), 0
+        self.hasher, self.length = self.hasher.fresh(), 0
         self.meter.reset()
 
 
@@ -170,11 +194,17 @@ def keep_alive(response: requests.Response) -> None:
 
 def file_sha512(path: Path, chunk_size: int) -> str:
     """The sha512 hex digest of the file at ``path``, read ``chunk_size`` bytes at a time. Raises OSError."""
-    hasher = hashlib.sha512()
+    return file_digests(path, chunk_size).hexdigest()
+
+
+def file_digests(path: Path, chunk_size: int, *, sha256: bool = False) -> Digests:
+    """The digests of the file at ``path`` (see :class:`Digests`), read ``chunk_size`` bytes at a time. Raises
+    OSError."""
+    hasher = Digests(sha256=sha256)
     buffer = bytearray(chunk_size)
     view = memoryview(buffer)
     with path.open("rb", buffering=0) as handle:
         while n := handle.readinto(buffer):
             hasher.update(view[:n])
-    return hasher.hexdigest()
+    return hasher
 

@@ -33,7 +33,7 @@ from imagesync.notify.events import Event
 from imagesync.notify.webhooks import Sender
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import SyncResult
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ class Notifier:
 
     # -- what the run reports ------------------------------------------------------------------------------------
 
-    def lists_loaded(self, outcomes: list[ListOutcome]) -> None:
+    def lists_loaded(self, outcomes: list[SourceOutcome]) -> None:
         """Queue ``list-failed`` for each list that failed. Raises nothing."""
         if self._silent:
             return

@@ -29,7 +29,7 @@ from typing import Any
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import SyncResult, summary
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 from imagesync.util import redact
 from imagesync.util.textsafe import json_text, one_line
 
@@ -103,7 +103,7 @@ def for_action(result: ActionResult, *, now: datetime) -> Event | None:
     })
 
 
-def for_list(outcome: ListOutcome, *, now: datetime) -> Event | None:
+def for_list(outcome: SourceOutcome, *, now: datetime) -> Event | None:
     """The ``list-failed`` event of a list that could not be fetched, verified, parsed or accepted; else None.
     Raises nothing."""
     if outcome.status != "failed":

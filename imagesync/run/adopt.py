@@ -19,7 +19,8 @@ from imagesync.errors import ImagesyncError
 from imagesync.model import DesiredImage
 from imagesync.run import lock
 from imagesync.run.pipeline import open_state
-from imagesync.sources.hepix.collect import gather_lists
+from imagesync.sources.base import Context
+from imagesync.sources.collect import opened
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import StateStore
 from imagesync.targets.glance.driver import Foreign, GlanceDriver
@@ -45,7 +46,8 @@ def adopt(settings: Settings, *, source: Source, dry_run: bool, targets: tuple[s
         if not dry_run:
             stack.enter_context(lock.acquire(settings.state_dir))
         store = stack.enter_context(open_state(settings, dry_run))
-        outcomes = gather_lists(settings, store, (), now, record=not dry_run)
+        with opened(Context(settings=settings, now=now, store=store, record=not dry_run)) as sources:
+            outcomes = [source.load() for source in sources]
         wanted = {(d.image.identifier, d.image.sha512): d for o in outcomes for d in o.desire.images}
         results: list[Adoption] = []
         for target in settings.targets:

@@ -22,8 +22,9 @@ from imagesync.errors import ImagesyncError
 from imagesync.images import convert
 from imagesync.images.download import Downloaded, Downloader
 from imagesync.images.stream import file_sha512
-from imagesync.model import Action, Plan, RetireMode
+from imagesync.model import Action, DesiredImage, Plan, RetireMode
 from imagesync.run import flow
+from imagesync.sources.base import ImageLocation
 from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.state.store import StateStore, TargetImageRecord
 from imagesync.targets.base import Driver, Upload
@@ -60,9 +61,10 @@ class TargetRuntime:
 class Executor:
     def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
                  cache_dir: Path, max_size: int, now: Callable[[], datetime],
-                 on_result: Callable[[ActionResult], None] | None = None, progress: Progress = NO_PROGRESS) -> None:
+                 on_result: Callable[[ActionResult], None] | None = None, progress: Progress = NO_PROGRESS,
+                 locate: Callable[[DesiredImage], ImageLocation] | None = None) -> None:
         """``on_result`` is told of each action as it completes (events; it must not raise); ``progress`` shows
-        each upload."""
+        each upload; ``locate`` says where an image's bytes are (by default its URL)."""
         self.store = store
         self.targets = targets
         self.downloader = downloader
@@ -71,6 +73,7 @@ class Executor:
         self.now = now
         self.on_result = on_result
         self.progress = progress
+        self.locate = locate or (lambda desired: ImageLocation(url=desired.image.uri))
         self._telling = threading.Lock()
         self._lock = threading.Lock()
         self._converting: dict[str, threading.Lock] = {}
@@ -81,7 +84,7 @@ class Executor:
         actions = [a for a in plan.actions if a.target in self.targets]
         lanes = {name: runtime.uploads for name, runtime in self.targets.items()}
         return flow.run(actions, downloader=self.downloader, lanes=lanes, transfer=self._isolated,
-                        other=self._isolated)
+                        other=self._isolated, locate=self.locate)
 
     def _isolated(self, action: Action, fetched: Fetched | None = None) -> ActionResult:
         started = time.monotonic()
@@ -122,6 +125,8 @@ class Executor:
             error = fetched.one_line() if fetched is not None else "not downloaded"
             self._fail(record, error)
             return ActionResult(action, "failed", error)
+        desired = self._seen(action.desired, fetched, record)
+        image = desired.image
         record = self._advance(record, S.DOWNLOADED)
         runtime = self.targets[action.target]
         try:
@@ -130,7 +135,7 @@ class Executor:
                                            cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
                                            max_size=self.max_size, declared=image.format)
             record = self._advance(record, S.UPLOADING)
-            upload = Upload(desired=action.desired, path=prepared.path, disk_format=prepared.format,
+            upload = Upload(desired=desired, path=prepared.path, disk_format=prepared.format,
                             virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
                             sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
             with self.progress.meter(f"upload {action.target}: {action.list_name}/{image.identifier}",
@@ -150,6 +155,15 @@ class Executor:
             return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
                                 target_id, sent)
         return ActionResult(action, "done", None, target_id, sent)
+
+    def _seen(self, desired: DesiredImage, fetched: Downloaded, record: TargetImageRecord) -> DesiredImage:
+        """The image with the sha512 of its verified bytes: a source that publishes none (an OCI registry) learns
+        it here, and the state remembers it for the plans of later runs."""
+        if desired.image.sha512:
+            return desired
+        self.store.remember_sha512(record.id, list_name=desired.list_name, identifier=desired.image.identifier,
+                                   version=desired.image.version, sha512=fetched.sha512, at=self.now())
+        return replace(desired, image=replace(desired.image, sha512=fetched.sha512))
 
     def _preparing(self, sha512: str) -> threading.Lock:
         """The lock of one image's conversion: two targets wanting the same format convert it once."""

@@ -23,7 +23,8 @@ from contextlib import ExitStack, contextmanager
 from typing import TypeVar
 
 from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadRequest
-from imagesync.model import Action
+from imagesync.model import Action, DesiredImage
+from imagesync.sources.base import ImageLocation
 
 T = TypeVar("T")
 Fetched = Downloaded | DownloadError
@@ -35,23 +36,24 @@ def moves_bytes(action: Action) -> bool:
 
 
 def run(actions: Sequence[Action], *, downloader: Downloader, lanes: Mapping[str, int],
-        transfer: Callable[[Action, Fetched], T], other: Callable[[Action], T]) -> list[T]:
+        transfer: Callable[[Action, Fetched], T], other: Callable[[Action], T],
+        locate: Callable[[DesiredImage], ImageLocation] = lambda d: ImageLocation(url=d.image.uri)) -> list[T]:
     """Carry out ``actions`` (the results in their order): ``transfer`` for adds and updates on their target's
     lane once their download is done, ``other`` for the rest, retirements after every transfer. ``lanes`` gives
-    each target's upload concurrency. ``transfer`` and ``other`` must not raise but for a bug, which is
-    re-raised here once the work in flight has stopped."""
+    each target's upload concurrency; ``locate`` where an image's bytes are (its source knows). ``transfer`` and
+    ``other`` must not raise but for a bug, which is re-raised here once the work in flight has stopped."""
     results: dict[int, T] = {}
     by_sha: dict[str, list[int]] = {}
     for index, action in enumerate(actions):
         if moves_bytes(action):
             assert action.desired is not None
-            by_sha.setdefault(action.desired.image.sha512, []).append(index)
+            by_sha.setdefault(action.desired.image.content_key, []).append(index)
     with _lanes(lanes) as submit:
         def push(request: DownloadRequest, fetched: Fetched) -> list[Future[tuple[int, T]]]:
             return [submit(actions[i].target, _indexed(i, transfer, actions[i], fetched))
-                    for i in by_sha[request.sha512]]
+                    for i in by_sha[request.key]]
 
-        with downloader.running(_requests(actions, by_sha), push) as downloads:
+        with downloader.running(_requests(actions, by_sha, locate), push) as downloads:
             results.update((i, other(a)) for i, a in enumerate(actions)
                            if not moves_bytes(a) and a.kind != "retire")
             pushed = [upload for download in downloads.values() for upload in download.result()]
@@ -65,14 +67,16 @@ def _indexed(index: int, step: Callable[[Action, Fetched], T], action: Action,
     return lambda: (index, step(action, fetched))
 
 
-def _requests(actions: Sequence[Action], by_sha: Mapping[str, list[int]]) -> list[DownloadRequest]:
+def _requests(actions: Sequence[Action], by_sha: Mapping[str, list[int]],
+              locate: Callable[[DesiredImage], ImageLocation]) -> list[DownloadRequest]:
     requests = []
-    for sha512, indexes in by_sha.items():
+    for indexes in by_sha.values():
         first = actions[indexes[0]]
         assert first.desired is not None
         image = first.desired.image
-        requests.append(DownloadRequest(sha512=sha512, size=image.size, url=image.uri,
-                                        name=f"{first.list_name}/{first.identifier}"))
+        where = locate(first.desired)
+        requests.append(DownloadRequest(sha512=image.sha512, sha256=image.sha256, size=image.size, url=where.url,
+                                        headers=where.headers, name=f"{first.list_name}/{first.identifier}"))
     return requests
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
@@ -16,13 +16,13 @@ from imagesync.config import preflight
 from imagesync.config.settings import Settings, TargetSettings
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
 from imagesync.images.download import Downloader, DownloadPolicy
-from imagesync.model import Held, Plan, TargetPolicy
+from imagesync.model import DesiredImage, Held, Plan, TargetPolicy
 from imagesync.run import lock, placement
 from imagesync.run.execute import ActionResult, Executor, TargetRuntime
 from imagesync.run.plan import diff
 from imagesync.run.reconcile import reconcile
-from imagesync.sources.hepix.collect import gather_lists
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import Context, ImageLocation, Source, SourceOutcome
+from imagesync.sources.collect import opened
 from imagesync.state import open as state_open
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import StateStore
@@ -49,7 +49,9 @@ class SyncResult:
     dry_run: bool
     started_at: datetime
     finished_at: datetime | None = None
-    lists: list[ListOutcome] = field(default_factory=list)
+    lists: list[SourceOutcome] = field(default_factory=list)
+    # The sources the lists came from, by name: they know where their images' bytes are.
+    sources: dict[str, Source] = field(default_factory=dict)
     targets: list[TargetStatus] = field(default_factory=list)
     plan: Plan = field(default_factory=lambda: Plan(actions=()))
     results: list[ActionResult] = field(default_factory=list)
@@ -60,7 +62,7 @@ class SyncResult:
 class RunObserver(Protocol):
     """Told what a run (not a dry run) did as it goes: the events of :mod:`imagesync.notify.deliver`. Must not raise."""
 
-    def lists_loaded(self, outcomes: list[ListOutcome]) -> None: ...
+    def lists_loaded(self, outcomes: list[SourceOutcome]) -> None: ...
 
     def action_done(self, result: ActionResult) -> None: ...
 
@@ -93,7 +95,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         in_run = {o.settings.name for o in result.lists}
         planned = {t: [h for h in held if not lists or h.list_name in in_run] for t, held in inventory.items()}
         plan = diff([o.desire for o in result.lists], known, planned, now=result.started_at, targets=policies)
-        result.plan = placement.place(plan, runtimes, inventory)
+        notes = tuple(note for o in result.lists for note in o.desire.notes)
+        result.plan = placement.place(replace(plan, notes=notes + plan.notes), runtimes, inventory)
         for note in result.plan.notes:
             log.warning("%s", note)
         if dry_run:
@@ -105,7 +108,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
                 for failed in blocked:  # planned failures (an unmapped VO) are done as soon as they are known
                     observer.action_done(failed)
             result.results, result.bytes_downloaded = _execute(settings, store, runtimes, runnable, clock,
-                                                               observer=observer, progress=progress)
+                                                               sources=result.sources, observer=observer,
+                                                               progress=progress)
             result.results += blocked
         result.exit_code = exit_code(result)
         result.finished_at = clock()
@@ -147,9 +151,12 @@ def _gather_and_connect(settings: Settings, store: StateStore, lists: tuple[str,
     listing (about 0.6 s on the dev cloud). Raises what either raises (ConfigError for a bad target setting,
     StateError), once both are over."""
     remembered = _remembered(store, chosen)
+    context = Context(settings=settings, now=result.started_at, store=store, record=not result.dry_run)
+    sources = stack.enter_context(opened(context, lists))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="connect") as pool:
         connecting = pool.submit(_connect, chosen, result, stack, remembered)
-        result.lists = gather_lists(settings, store, lists, result.started_at, record=not result.dry_run)
+        result.lists = [source.load() for source in sources]
+        result.sources = {source.name: source for source in sources}
         return connecting.result()
 
 
@@ -200,7 +207,7 @@ def _cleanup(runtimes: dict[str, TargetRuntime]) -> None:
 
 
 def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRuntime], plan: Plan,
-             clock: Callable[[], datetime], *, observer: RunObserver | None,
+             clock: Callable[[], datetime], *, sources: Mapping[str, Source], observer: RunObserver | None,
              progress: Progress) -> tuple[list[ActionResult], int]:
     d = settings.download
     policy = DownloadPolicy(concurrency=d.concurrency, retries=d.retries, timeout=d.timeout,
@@ -210,11 +217,20 @@ def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRu
     downloader = Downloader(settings.cache_dir, policy, ca_dir=ca_dir, progress=progress)
     try:
         executor = Executor(store=store, targets=runtimes, downloader=downloader, cache_dir=settings.cache_dir,
-                            max_size=d.max_image_size, now=clock,
+                            max_size=d.max_image_size, now=clock, locate=_locator(sources),
                             on_result=observer.action_done if observer is not None else None, progress=progress)
         return executor.run(plan), downloader.bytes_fetched
     finally:
         downloader.close()
+
+
+def _locator(sources: Mapping[str, Source]) -> Callable[[DesiredImage], ImageLocation]:
+    def locate(desired: DesiredImage) -> ImageLocation:
+        source = sources.get(desired.list_name)
+        # Every planned download comes from a source of this run; the URL alone serves if one ever does not.
+        return source.locate(desired) if source is not None else ImageLocation(url=desired.image.uri)
+
+    return locate
 
 
 def exit_code(result: SyncResult) -> int:
@@ -224,7 +240,7 @@ def exit_code(result: SyncResult) -> int:
     targets_ok = [t for t in result.targets if t.status == "ok"]
     if (result.lists and not lists_ok) or (result.targets and not targets_ok):
         return EXIT_NOTHING_DONE
-    failed = (any(o.status == "failed" for o in result.lists) or len(targets_ok) < len(result.targets)
+    failed = (any(o.status == "failed" or o.problems for o in result.lists) or len(targets_ok) < len(result.targets)
               or any(r.status == "failed" for r in result.results))
     return EXIT_PARTIAL if failed else EXIT_OK
 

@@ -96,6 +96,9 @@ class _TargetPlanner:
         for copy in held:
             by_id[copy.identifier or ""].append(copy)
         actions: list[Action] = []
+        for identifier in lst.unknown:
+            actions += [self._action(h, lst.name, "keep", f"{identifier}: unknown this run, kept as it is")
+                        for h in by_id.pop(identifier, []) if h.active]
         for identifier, item in wanted.items():
             actions += self._image(item, by_id.pop(identifier, []))
         for identifier, items in by_id.items():
@@ -105,7 +108,9 @@ class _TargetPlanner:
 
     def _image(self, item: DesiredImage, copies: list[Held]) -> list[Action]:
         image = item.image
-        current = [h for h in copies if h.version == image.version and h.sha512 == image.sha512]
+        # A source that publishes no sha512 (OCI) names its bytes by the version itself (the manifest digest) until
+        # they were seen once: then the version alone says "these bytes".
+        current = [h for h in copies if h.version == image.version and (h.sha512 == image.sha512 or not image.sha512)]
         strangers = [h for h in copies if h not in current and h.target_id not in self.known]
         for h in strangers:
             self.notes.append(f"target {self.target.name}: tagged image {h.target_id} ({item.list_name}/"

@@ -193,6 +193,21 @@ class StateStore:
                 (name, clean, etag, last_modified, raw, identifier, ts(created), ts(expires), signer_dn,
                  signer_ca, "unchanged" if unchanged else "ok", ts(at), ts(at), clean))
 
+    def record_source_ok(self, name: str, *, url: str, raw: bytes, identifier: str, signer_dn: str | None,
+                         unchanged: bool, at: datetime) -> None:
+        """Record what a source without dates (an OCI registry) accepted: ``raw`` is its own memory of it.
+        Raises StateError on write failure."""
+        clean = redact.url(url)
+        with self.step():
+            self._conn.execute(
+                "INSERT INTO lists (name, url, raw, identifier, signer_dn, status, error, fetched_at, accepted_at,"
+                " accepted_url) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET url = excluded.url, raw = excluded.raw,"
+                " identifier = excluded.identifier, signer_dn = excluded.signer_dn, status = excluded.status,"
+                " error = NULL, fetched_at = excluded.fetched_at, accepted_at = excluded.accepted_at,"
+                " accepted_url = excluded.accepted_url",
+                (name, clean, raw, identifier, signer_dn, "unchanged" if unchanged else "ok", ts(at), ts(at), clean))
+
     def record_list_failed(self, name: str, *, url: str, error: str, at: datetime) -> None:
         """Record a failed fetch/verify/parse; the accepted copy, its created date and validators stay.
 
@@ -292,6 +307,16 @@ class StateStore:
             self._conn.execute("UPDATE target_images SET error = ?, updated_at = ? WHERE id = ?",
                                (redact.text(error), ts(at), record_id))
             return self._target_image(record_id)
+
+    def remember_sha512(self, record_id: int, *, list_name: str, identifier: str, version: str, sha512: str,
+                        at: datetime) -> None:
+        """The sha512 of an image whose source publishes none, once its bytes were verified: on the record and on
+        the image, so later plans compare it with what the target holds. Raises StateError on write failure."""
+        with self.step():
+            self._conn.execute("UPDATE target_images SET sha512 = ?, updated_at = ? WHERE id = ? AND sha512 = ''",
+                               (sha512, ts(at), record_id))
+            self._conn.execute("UPDATE images SET sha512 = ? WHERE list_name = ? AND identifier = ? AND version = ?"
+                               " AND sha512 = ''", (sha512, list_name, identifier, version))
 
     def get_target_image(self, record_id: int) -> TargetImageRecord | None:
         """Record ``record_id``, or None."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 
 from imagesync.model import DesiredImage
 
@@ -12,9 +13,11 @@ _GIB = 1024 * _MIB
 
 
 def image_name(desired: DesiredImage) -> str:
-    """``<prefix><dc:title> <hv:version>`` (the identifier stands in for a missing title)."""
+    """``<prefix><dc:title> <hv:version>`` (the identifier stands in for a missing title; a version that is a
+    manifest digest is shortened as registries show it)."""
     image = desired.image
-    return f"{desired.prefix}{image.title or image.identifier} {image.version}"
+    version = image.version[:19] if image.version.startswith("sha256:") else image.version
+    return f"{desired.prefix}{image.title or image.identifier} {version}"
 
 
 def vo_of(desired: DesiredImage) -> str | None:
@@ -52,9 +55,18 @@ def properties(desired: DesiredImage, *, tag: str, disk_format: str, virtual_siz
         "disk_format": disk_format,
         "container_format": "bare",
     }
+    props.update(_glance_fields(image.attributes))
     # Identity and compatibility keys are always written (consumers look them up); an empty scheduling hint
     # would be worse than none (Nova validates architecture names).
     return {key: value for key, value in props.items() if value != "" or key not in _SCHEDULING}
 
 
 _SCHEDULING = frozenset({"os_distro", "os_version", "architecture"})
+# Annotations of OCI artifacts (org.openstack.glance.<field>) that are Glance fields of the same name; the
+# others of the list (os_distro, os_version, architecture, disk and container format) come from the image itself.
+_GLANCE_FIELDS = ("os_type", "os_admin_user")
+
+
+def _glance_fields(attributes: Mapping[str, object]) -> dict[str, str]:
+    found = {key: attributes.get(f"org.openstack.glance.{key}") for key in _GLANCE_FIELDS}
+    return {key: value for key, value in found.items() if isinstance(value, str) and value}

@@ -20,7 +20,7 @@ from imagesync.demo import pki
 from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
 from imagesync.run import lock, pipeline
 from imagesync.run.execute import ActionResult
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 from tests.devcloud.fixture import DevCloud
 from tests.support.cli import run as run_cli
 from tests.support.hookscript import calls, recorder
@@ -104,7 +104,7 @@ class Witness:
     def _held(self) -> bool:
         return self.lock_file.exists() and self.lock_file.stat().st_size > 0  # emptied on release
 
-    def lists_loaded(self, outcomes: list[ListOutcome]) -> None:
+    def lists_loaded(self, outcomes: list[SourceOutcome]) -> None:
         self.seen.append(("lists", self._held()))
 
     def action_done(self, result: ActionResult) -> None:

@@ -21,7 +21,7 @@ from imagesync.net import guard as netguard
 from imagesync.run import flow
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import sync
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 
 LOOPBACK = netguard.parse_networks(["127.0.0.0/8"])
 
@@ -38,7 +38,7 @@ class AddedWhile:
         self.other = blob_path(cache, other)
         self.seen: dict[str, bool] = {}
 
-    def lists_loaded(self, outcomes: list[ListOutcome]) -> None:
+    def lists_loaded(self, outcomes: list[SourceOutcome]) -> None:
         pass
 
     def action_done(self, result: ActionResult) -> None:

@@ -14,7 +14,7 @@ from imagesync.model import Action, ActionKind, DesiredImage, Image, ListDesire
 from imagesync.notify import events
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import SyncResult, TargetStatus
-from imagesync.sources.hepix.stage import ListOutcome
+from imagesync.sources.base import SourceOutcome
 from imagesync.util import redact
 
 NOW = datetime(2026, 11, 22, 12, 3, 10, tzinfo=UTC)
@@ -66,10 +66,10 @@ def test_keeps_metadata_refreshes_and_planned_actions_make_none(kind: ActionKind
     assert events.for_action(ActionResult(action(kind), status), now=NOW) is None  # type: ignore[arg-type]
 
 
-def outcome(status: str, error: str | None = None, *, expired: bool = False) -> ListOutcome:
+def outcome(status: str, error: str | None = None, *, expired: bool = False) -> SourceOutcome:
     settings = ListSettings(name="demo", url=f"https://{SECRET}:x-oauth-basic@lists.example/image.list")
     desire = ListDesire(name="demo", status=status, expired=expired)  # type: ignore[arg-type]
-    return ListOutcome(settings=settings, status=status, error=error, accepted=None,  # type: ignore[arg-type]
+    return SourceOutcome(settings=settings, status=status, error=error, accepted=None,  # type: ignore[arg-type]
                        desire=desire)
 
 

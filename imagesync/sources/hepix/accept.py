@@ -35,6 +35,23 @@ class AcceptedList:
     def unsigned(self) -> bool:
         return self.verified.kind == "none"
 
+    # What every source shows in reports (imagesync.sources.base.Accepted).
+    @property
+    def identifier(self) -> str:
+        return self.image_list.identifier
+
+    @property
+    def created(self) -> datetime:
+        return self.image_list.created
+
+    @property
+    def expires(self) -> datetime:
+        return self.image_list.expires
+
+    @property
+    def image_count(self) -> int:
+        return len(self.image_list.images)
+
 
 class Verifier:
     """Checks signatures for one run; the CA directory is loaded once, on first use."""

@@ -10,6 +10,7 @@ from datetime import datetime
 from imagesync.config.settings import ListSettings, Settings
 from imagesync.errors import EndorserMismatchError, FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.model import DesiredImage, ListDesire, ListState, Signer
+from imagesync.sources.base import SourceOutcome
 from imagesync.sources.hepix import gpg
 from imagesync.sources.hepix.accept import AcceptedList, Expectation, Verifier, accept
 from imagesync.sources.hepix.fetch import Fetcher, FetchPolicy
@@ -19,17 +20,6 @@ from imagesync.util import redact
 from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ListOutcome:
-    settings: ListSettings
-    status: ListState
-    error: str | None
-    accepted: AcceptedList | None
-    desire: ListDesire
-    # Who signed a list that failed after its signature verified (endorser mismatch, expiry), for reports.
-    signer: Signer | None = None
 
 
 def expectation(item: ListSettings) -> Expectation:
@@ -64,7 +54,7 @@ class ListStage:
     record: bool = True
     seen: dict[str, str] = field(default_factory=dict)  # dc:identifier -> the first list of the run carrying it
 
-    def load(self, item: ListSettings) -> ListOutcome:
+    def load(self, item: ListSettings) -> SourceOutcome:
         """One list, isolated: whatever goes wrong becomes a ``failed`` outcome with a one-line error."""
         previous = self.store.get_list(item.name) if self.store is not None else None
         try:
@@ -88,7 +78,7 @@ class ListStage:
                                                      "(run with -v for details)"))
         log.info("list accepted", extra=fields(list=item.name, result=status, signature=accepted.verified.kind,
                                                 images=len(accepted.image_list.images)))
-        return ListOutcome(settings=item, status=status, error=None, accepted=accepted,
+        return SourceOutcome(settings=item, status=status, error=None, accepted=accepted,
                            desire=desire(item, accepted, status))
 
     def _first_of_its_kind(self, item: ListSettings, identifier: str) -> None:
@@ -125,7 +115,7 @@ class ListStage:
         return content
 
     def _failed(self, item: ListSettings, exc: ImagesyncError, *, expired: datetime | None = None,
-                signer: Signer | None = None) -> ListOutcome:
+                signer: Signer | None = None) -> SourceOutcome:
         message = redact.text(exc.about(item.name).one_line())
         # ERROR for every kind of failure, an expired or refused list too: the run exits non-zero because of it.
         log.error("list failed", extra=fields(list=item.name, result="failed", error=message))
@@ -136,7 +126,7 @@ class ListStage:
                 log.error("list=%s cannot record the failure in the state: %s", item.name, write.one_line())
         wish = ListDesire(name=item.name, status="failed", expired=expired is not None, expires=expired,
                           on_expiry=item.on_expiry)
-        return ListOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish, signer=signer)
+        return SourceOutcome(settings=item, status="failed", error=message, accepted=None, desire=wish, signer=signer)
 
     def _record_ok(self, item: ListSettings, raw: _Raw, accepted: AcceptedList) -> None:
         if self.store is None or not self.record:

@@ -116,6 +116,10 @@ class Authorizer:
                 return {"Authorization": self._credentials.basic_header()}
         return {}
 
+    def basic(self) -> dict[str, str]:
+        """The Basic Authorization header of the credentials (empty when anonymous), for Harbor's REST API."""
+        return {"Authorization": self._credentials.basic_header()} if self._credentials is not None else {}
+
     def answer(self, response: requests.Response, scope: str) -> bool:
         """Learn from a ``401``: fetch a token or switch to Basic. False if there is nothing new to send (no
         credentials for Basic, or an unreadable challenge). Raises RegistryError if the token service fails."""

@@ -148,6 +148,24 @@ def parse_tags(raw: bytes) -> list[str]:
     return tags
 
 
+def parse_repositories(raw: bytes, project: str) -> list[str]:
+    """The repository names of one page of Harbor's repositories listing, each checked and inside ``project``.
+    Raises ContentError."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContentError("not a repository list (no JSON)") from exc
+    if not isinstance(data, list):
+        raise ContentError("not a repository list")
+    names = [item.get("name") if isinstance(item, dict) else None for item in data]
+    for name in names:
+        # A name outside the project would let one Harbor project speak for another's images.
+        if not isinstance(name, str) or not name.startswith(f"{project}/"):
+            raise ContentError(f"repository {str(name)[:80]!r} is not in project {project}")
+        check_repository(name)
+    return [name for name in names if isinstance(name, str)]
+
+
 def parse_descriptor(item: object) -> Descriptor:
     """One descriptor from JSON. Raises ContentError if a required field is missing or of the wrong type."""
     if not isinstance(item, dict):
