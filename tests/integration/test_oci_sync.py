@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 import yaml
 
 from imagesync.config import settings as config
@@ -191,3 +192,26 @@ def test_artifacts_without_the_required_annotation_are_skipped_with_a_note(site:
     result = sync(site.config(required_annotation="eu.egi.cloud.tag"), dry_run=False)
     assert result.results == []
     assert any("no eu.egi.cloud.tag annotation" in note for note in result.plan.notes)
+
+
+def test_a_static_bearer_token_from_a_file_is_sent_instead_of_a_login(tmp_path: Path,
+                                                                      oci_registries: Registries) -> None:
+    from tests.support.oci_registry import SERVICE
+
+    server = oci_registries.get("token")
+    assert server.login is not None and server.token_service is not None
+    key = cosign_sign.new_private_key()
+    site = Site(tmp_path, server, f"vm/{uuid.uuid4().hex[:8]}", key, tmp_path / "cosign.pub")
+    site.key_file.write_bytes(cosign_sign.public_key_pem(key))
+    site.push("24.04", disk(b"behind a token"))
+    # A token as a CI system would hand one out: asked of the token service once, with the account's password.
+    answer = requests.get(server.token_service.realm, params={"service": SERVICE,
+                                                               "scope": f"repository:{site.repository}:pull"},
+                          auth=(server.login.username, server.login.password), verify=str(server.ca_file), timeout=10)
+    token_file = tmp_path / "registry.token"
+    token_file.write_text(answer.json()["token"])
+    token_file.chmod(0o600)
+    settings = site.config(username=None, password=None, token_file=str(token_file))
+    result = sync(settings, dry_run=False)
+    assert kinds(result) == [("add", "done")], [o.error for o in result.lists]
+    assert [r.user for r in server.token_service.requests][-1] == server.login.username  # ours, not the sync's

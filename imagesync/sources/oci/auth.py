@@ -95,7 +95,11 @@ class Authorizer:
     """The ``Authorization`` header for each request to one registry, learnt from its challenges. Thread-safe."""
 
     def __init__(self, session: requests.Session, registry: str, credentials: Credentials | None, *,
-                 timeouts: Timeouts, clock: Callable[[], float] = time.monotonic) -> None:
+                 timeouts: Timeouts, clock: Callable[[], float] = time.monotonic, token: str | None = None) -> None:
+        """``token`` is a static bearer token (``token_file:``), sent with every request instead of any login."""
+        self._static = token
+        if token:
+            redact.register(token)
         self._session = session
         self._registry = registry
         self._credentials = credentials
@@ -108,6 +112,8 @@ class Authorizer:
     def headers(self, scope: str) -> dict[str, str]:
         """What to send with a request needing ``scope`` (``repository:<name>:pull``): a cached token, Basic
         credentials once the registry has asked for them, or nothing."""
+        if self._static:
+            return {"Authorization": f"Bearer {self._static}"}
         with self._lock:
             token = self._tokens.get(scope)
             if token is not None and token.expires > self._clock():
@@ -117,15 +123,18 @@ class Authorizer:
         return {}
 
     def basic(self) -> dict[str, str]:
-        """The Basic Authorization header of the credentials (empty when anonymous), for Harbor's REST API."""
+        """The Basic Authorization header of the credentials (empty when anonymous), for Harbor's REST API; the
+        static token instead when one is configured."""
+        if self._static:
+            return {"Authorization": f"Bearer {self._static}"}
         return {"Authorization": self._credentials.basic_header()} if self._credentials is not None else {}
 
     def answer(self, response: requests.Response, scope: str) -> bool:
         """Learn from a ``401``: fetch a token or switch to Basic. False if there is nothing new to send (no
         credentials for Basic, or an unreadable challenge). Raises RegistryError if the token service fails."""
         challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
-        if challenge is None:
-            return False
+        if challenge is None or self._static:
+            return False  # a static token refused: nothing else to try
         with self._lock:
             self._tokens.pop(scope, None)  # refused: never send that token again
         if challenge.scheme == "basic":

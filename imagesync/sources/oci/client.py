@@ -53,10 +53,12 @@ class RegistryClient:
 
     def __init__(self, base_url: str, *, credentials: Credentials | None = None, ca_dir: Path | None = None,
                  allowed_networks: Sequence[Network] = (), connect_timeout: float = 10.0, timeout: float = 60.0,
-                 session: requests.Session | None = None, resolve: Resolver = system_resolver) -> None:
+                 session: requests.Session | None = None, resolve: Resolver = system_resolver,
+                 token: str | None = None) -> None:
         """Prepare the session for ``base_url`` (``https://host[:port]``). ``allowed_networks`` are reachable besides
         public addresses (a site's own registry is usually private). Raises RegistryError for a URL that is not
-        http(s) or has a path, FetchError if ``ca_dir`` cannot be read."""
+        http(s) or has a path, FetchError if ``ca_dir`` cannot be read. ``token`` is a static bearer token sent
+        instead of any login."""
         parts = urlsplit(base_url.rstrip("/"))
         if parts.scheme not in ("https", "http") or not parts.hostname or parts.path or parts.query:
             raise RegistryError(f"not a registry base URL: {redact.url(base_url)}", hint="use https://host[:port]")
@@ -64,7 +66,8 @@ class RegistryClient:
         self.name = parts.netloc.rpartition("@")[2]
         self._policy = FetchPolicy(connect_timeout=connect_timeout, timeout=timeout, ca_dir=ca_dir)
         self._session = trusting_session(ca_dir, session, guard=AddressGuard(allowed_networks, resolve))
-        self._auth = Authorizer(self._session, self.name, credentials, timeouts=(connect_timeout, timeout))
+        self._auth = Authorizer(self._session, self.name, credentials, timeouts=(connect_timeout, timeout),
+                                token=token)
         self._user = credentials.username if credentials else None
 
     def __repr__(self) -> str:

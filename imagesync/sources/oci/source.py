@@ -214,5 +214,5 @@ def _client(context: Context, item: RegistrySettings) -> RegistryClient:
     ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
     return RegistryClient(item.url, credentials=credentials, ca_dir=ca_dir,
                           allowed_networks=settings.download.allowed_networks,
-                          timeout=settings.download.timeout)
+                          timeout=settings.download.timeout, token=item.token)
 
