@@ -184,12 +184,13 @@ def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str,
 def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
               report_file: Path | None) -> None:
     from imagesync.cli import progress, report
+    from imagesync.config.registries import source_names
     from imagesync.notify import deliver as notify
     from imagesync.run import pipeline
     from imagesync.util import atomic
 
     settings = obj.settings(interactive=dry_run)
-    _check_names("--list", list_names, [item.name for item in settings.lists])
+    _check_names("--list", list_names, source_names((item.name for item in settings.lists), settings.registries))
     _check_names("--target", target_names, [t.name for t in settings.targets])
     if not settings.targets:
         raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",

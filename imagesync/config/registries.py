@@ -214,3 +214,14 @@ def _with_vos(sec: Section, result: RegistrySettings, vo: str | None, vos: tuple
 
 
 __all__ = ["SIGNATURES", "RegistrySettings", "RegistrySignature", "check_names", "read"]
+
+
+def source_names(list_names: Iterable[str], registries: Iterable[RegistrySettings]) -> list[str]:
+    """Every name ``--list`` may give: the lists', the registries', and ``<registry>@<vo>`` for a registry of
+    several VOs (one source per VO). Raises nothing."""
+    names = list(list_names)
+    for item in registries:
+        names.append(item.name)
+        if len(item.vos) > 1:
+            names += [f"{item.name}@{vo}" for vo in item.vos]
+    return names

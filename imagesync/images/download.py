@@ -32,8 +32,8 @@ from imagesync.images import space
 from imagesync.images.stream import Digests, Partial, Sink, body_reader, file_digests, keep_alive
 from imagesync.net.failures import AttemptFailed, check_status, request_failure
 from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.net.policy import FetchPolicy
 from imagesync.net.tls import trusting_session
-from imagesync.sources.hepix.fetch import FetchPolicy
 from imagesync.util import redact
 from imagesync.util.atomic import fsync_dir
 from imagesync.util.logfields import fields

@@ -21,7 +21,7 @@ from urllib3.exceptions import NameResolutionError
 from imagesync.util import redact
 
 if TYPE_CHECKING:
-    from imagesync.sources.hepix.fetch import FetchPolicy
+    from imagesync.net.policy import FetchPolicy
 
 _RETRY_AFTER_CAP = 300.0
 # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _EMAIL_MISMATCH, _IP_ADDRESS_MISMATCH: the chain is trusted, the name is not.

@@ -17,7 +17,8 @@ import requests
 
 from imagesync.demo.server import Fault, ListServer
 from imagesync.errors import FetchError
-from imagesync.sources.hepix.fetch import Fetched, Fetcher, FetchPolicy
+from imagesync.net.policy import FetchPolicy
+from imagesync.sources.hepix.fetch import Fetched, Fetcher
 from tests.support.tls import ServerPKI, make_server_pki, write_igtf_ca
 
 TOKEN = "tok-9f8e7d6c5b4a-SECRET"

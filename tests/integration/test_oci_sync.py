@@ -196,7 +196,7 @@ def test_artifacts_without_the_required_annotation_are_skipped_with_a_note(site:
 
 def test_a_static_bearer_token_from_a_file_is_sent_instead_of_a_login(tmp_path: Path,
                                                                       oci_registries: Registries) -> None:
-    from tests.support.oci_registry import SERVICE
+    from tests.support.oci_token import SERVICE
 
     server = oci_registries.get("token")
     assert server.login is not None and server.token_service is not None
@@ -215,3 +215,13 @@ def test_a_static_bearer_token_from_a_file_is_sent_instead_of_a_login(tmp_path: 
     result = sync(settings, dry_run=False)
     assert kinds(result) == [("add", "done")], [o.error for o in result.lists]
     assert [r.user for r in server.token_service.requests][-1] == server.login.username  # ours, not the sync's
+
+
+def test_list_option_names_a_registry_and_a_vo_of_a_registry_of_several(site: Site) -> None:
+    site.push("24.04", disk(b"for two VOs"))
+    settings = site.config(vo=None, vos=["vo.a", "vo.b"])
+    result = sync(settings, dry_run=True, lists=("reg@vo.b",))
+    assert [o.settings.name for o in result.lists] == ["reg@vo.b"]
+    assert [(r.action.list_name, r.action.kind) for r in result.results] == [("reg@vo.b", "add")]
+    both = sync(settings, dry_run=True, lists=("reg",))
+    assert sorted(o.settings.name for o in both.lists) == ["reg@vo.a", "reg@vo.b"]

@@ -20,6 +20,7 @@ from urllib3.exceptions import ReadTimeoutError
 
 from imagesync.errors import FetchError
 from imagesync.net.failures import AttemptFailed, check_status, has_cause, request_failure
+from imagesync.net.policy import FetchPolicy
 from imagesync.net.tls import trusting_session
 from imagesync.util import redact
 
@@ -27,19 +28,6 @@ log = logging.getLogger(__name__)
 
 _CHUNK = 64 * 1024
 _BACKOFF_CAP = 60.0
-
-
-@dataclass(frozen=True)
-class FetchPolicy:
-    """How patient and how trusting a fetch is."""
-
-    connect_timeout: float = 10.0
-    timeout: float = 60.0  # read timeout: seconds without progress
-    retries: int = 5  # extra attempts after the first, on connection errors, 429 and 5xx
-    backoff: float = 1.0  # base seconds of the exponential backoff
-    max_delay: float = 300.0  # longest wait between attempts, a server's Retry-After included
-    max_bytes: int = 32 * 1024 * 1024
-    ca_dir: Path | None = None  # grid CAs trusted in addition to the system store
 
 
 @dataclass(frozen=True)

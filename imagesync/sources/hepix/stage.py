@@ -10,10 +10,11 @@ from datetime import datetime
 from imagesync.config.settings import ListSettings, Settings
 from imagesync.errors import EndorserMismatchError, FetchError, ImagesyncError, ListExpiredError, StateError
 from imagesync.model import DesiredImage, ListDesire, ListState, Signer
+from imagesync.net.policy import FetchPolicy
 from imagesync.sources.base import SourceOutcome
 from imagesync.sources.hepix import gpg
 from imagesync.sources.hepix.accept import AcceptedList, Expectation, Verifier, accept
-from imagesync.sources.hepix.fetch import Fetcher, FetchPolicy
+from imagesync.sources.hepix.fetch import Fetcher
 from imagesync.sources.hepix.parse import check_freshness
 from imagesync.state.store import ListRecord, StateStore
 from imagesync.util import redact

@@ -20,8 +20,8 @@ import requests
 
 from imagesync.net.failures import request_failure
 from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.net.policy import FetchPolicy
 from imagesync.net.tls import trusting_session
-from imagesync.sources.hepix.fetch import FetchPolicy
 from imagesync.sources.oci import content
 from imagesync.sources.oci.auth import Authorizer, Credentials, RegistryError
 from imagesync.sources.oci.content import BlobRequest, ContentError, Descriptor, Manifest
