@@ -10,13 +10,11 @@ The buffers, threads and the partial file itself are in :mod:`imagesync.images.s
 from __future__ import annotations
 
 import errno
-import http.client
 import logging
 import os
 import re
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -25,13 +23,13 @@ from pathlib import Path
 from typing import TypeVar
 
 import requests
-import urllib3.exceptions
 
 from imagesync.errors import ImagesyncError
 from imagesync.images import space
-from imagesync.images.stream import Digests, Partial, Sink, body_reader, file_digests, keep_alive
-from imagesync.net.failures import AttemptFailed, check_status, request_failure
-from imagesync.net.guard import AddressGuard, AddressRefused, Network, Resolver, system_resolver
+from imagesync.images.stream import Digests, Partial, file_digests
+from imagesync.images.transfer import Fatal, Transfer, drop_locals, retry_delay
+from imagesync.net.failures import AttemptFailed
+from imagesync.net.guard import AddressGuard, Network, Resolver, system_resolver
 from imagesync.net.policy import FetchPolicy
 from imagesync.net.tls import trusting_session
 from imagesync.util import redact
@@ -44,13 +42,8 @@ T = TypeVar("T")
 
 GiB = 1024**3
 MiB = 1024**2
-_BACKOFF_CAP = 60.0
-_MIN_BUFFER = 64 * 1024
 _SHA512 = re.compile(r"^[0-9a-f]{128}$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
-# What a broken or stalled connection raises while the body is read, from urllib3 or http.client.
-_NETWORK_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError, requests.RequestException)
 
 
 class DownloadError(ImagesyncError):
@@ -106,16 +99,6 @@ class Downloaded:
     fetched_bytes: int
 
 
-class _Fatal(Exception):
-    """The download cannot succeed by trying again; ``discard`` says whether the partial is worthless."""
-
-    def __init__(self, message: str, hint: str, *, discard: bool) -> None:
-        super().__init__(message)
-        self.message = message
-        self.hint = hint
-        self.discard = discard
-
-
 class Downloader:
     """Downloads images into ``cache_dir`` with one HTTP session; thread-safe."""
 
@@ -137,6 +120,8 @@ class Downloader:
         self._key_locks: dict[str, threading.Lock] = {}
         self._bytes_fetched = 0
         self._space = space.Admission(self._root, self._partials, min_free=policy.min_free_space)
+        self._transfer = Transfer(self._session, policy.chunk_size, (policy.connect_timeout, policy.timeout),
+                                  self._fetch_policy, self._count)
 
     @property
     def bytes_fetched(self) -> int:
@@ -193,7 +178,7 @@ class Downloader:
             # Not an ERROR of its own: every action that needed this image fails with this very message, and
             # is logged at ERROR once per target (a failure must reach the operator once, not twice).
             log.debug("download failed", extra=fields(image=request.name, result="failed", error=exc.one_line()))
-            _drop_locals(exc)
+            drop_locals(exc)
             return exc
 
     def fetch(self, request: DownloadRequest) -> Downloaded:
@@ -263,9 +248,9 @@ class Downloader:
             log.debug("image=%s url=%s attempt=%d offset=%d", request.name, redact.url(request.url), attempt,
                       partial.length)
             try:
-                self._attempt(request, partial)
+                self._transfer.attempt(request, partial)
                 return
-            except _Fatal as fatal:
+            except Fatal as fatal:
                 if fatal.discard:
                     partial.reset()
                 raise DownloadError(redact.text(fatal.message), subject=request.name, hint=fatal.hint) from fatal
@@ -274,85 +259,10 @@ class Downloader:
                     suffix = f"; gave up after {attempt} attempt{'s' if attempt > 1 else ''}" if failed.retry else ""
                     raise DownloadError(redact.text(failed.message + suffix), subject=request.name,
                                         hint=failed.hint) from failed
-                delay = _delay(self._policy.backoff, attempt, failed.retry_after)
+                delay = retry_delay(self._policy.backoff, attempt, failed.retry_after)
                 log.debug("image=%s attempt=%d failed: %s; retry in %.1fs", request.name, attempt,
                           redact.text(failed.message), delay)
                 self._sleep(delay)
-
-    def _attempt(self, request: DownloadRequest, partial: Partial) -> None:
-        if partial.length == request.size:
-            return  # an earlier run got every byte but stopped before the rename: just verify
-        # Asked per attempt: a registry's bearer token may have expired since the last one.
-        headers = dict(request.headers()) if request.headers is not None else {}
-        headers["Accept-Encoding"] = "identity"  # the bytes as listed, never a compressed rendering
-        if partial.length:
-            headers["Range"] = f"bytes={partial.length}-"
-        timeout = (self._policy.connect_timeout, self._policy.timeout)
-        try:
-            response = self._session.get(request.url, headers=headers, stream=True, timeout=timeout)
-        except AddressRefused as refused:
-            raise _Fatal(f"refused to download {redact.url(request.url)}: {refused}", refused.hint,
-                         discard=False) from refused
-        except requests.RequestException as exc:
-            raise request_failure(exc, request.url, self._fetch_policy) from exc
-        with response:
-            self._accept(response, request, partial)
-            self._stream(response, request, partial)
-
-    def _accept(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
-        """Decide from status and headers whether and where this response's body goes."""
-        url = redact.url(request.url)
-        if response.status_code == 404:
-            raise _Fatal(f"not found at {url}", "check the list's hv:uri", discard=False)
-        if response.status_code == 416:
-            partial.reset()
-            raise AttemptFailed(f"{url} refused the resume range", "restarting from zero", retry=True, retry_after=0.0)
-        check_status(response, request.url, token_sent=False, image=True)
-        if response.headers.get("Content-Encoding", "identity").lower() != "identity":
-            raise _Fatal(f"{url} sent a compressed body", "serve the image as-is", discard=False)
-        if response.status_code != 206 or _range_start(response) != partial.length:
-            if partial.length:
-                log.debug("image=%s server ignored the range: restarting from zero", request.name)
-            partial.reset()
-        declared = _content_length(response)
-        if declared is not None and declared != request.size - partial.length:
-            raise _Fatal(f"size mismatch: {url} announces {partial.length + declared} bytes, the list says "
-                         f"{request.size}", "the list or the server is wrong; tell the list's endorser",
-                         discard=False)
-
-    def _stream(self, response: requests.Response, request: DownloadRequest, partial: Partial) -> None:
-        read_into = body_reader(response)
-        remaining = request.size - partial.length
-        # Buffers no larger than the image (plus the byte that tells "too long"): thousands of small images must
-        # not each take three full-size chunks, which glibc then keeps in every download thread's arena.
-        sink = Sink(partial, min(self._policy.chunk_size, max(remaining + 1, _MIN_BUFFER)))
-        try:
-            while True:
-                buffer = sink.buffer()
-                # One byte more than expected is enough to know the server sends too much.
-                n = read_into(memoryview(buffer)[: min(len(buffer), remaining + 1)])
-                if not n:
-                    break
-                remaining -= n
-                sink.put(buffer, n)
-                self._count(partial, n)
-                if remaining < 0:
-                    raise _Fatal(f"size mismatch: more than the listed {request.size} bytes arrived",
-                                 "the list or the server is wrong", discard=True)
-        except _NETWORK_ERRORS as exc:
-            sink.close(sync=False)  # raises the write error, if that is what stopped us
-            raise _broken(request.url, exc) from exc
-        except BaseException:
-            sink.close(sync=False)
-            raise
-        # No fsync: a multi-GB fsync costs more than the transfer on slow disks. Durability comes from
-        # verification instead: a cached blob is re-hashed before every reuse (see _from_cache).
-        sink.close(sync=False)
-        if remaining == 0:
-            keep_alive(response)
-        if remaining > 0:
-            raise AttemptFailed(f"cannot fetch {redact.url(request.url)}: truncated ({partial.length} of "
-                                f"{request.size} bytes)", "connection dropped; try again", retry=True)
 
     def _count(self, partial: Partial, n: int) -> None:
         partial.fetched += n
@@ -373,18 +283,6 @@ class Downloader:
         fsync_dir(final.parent)
         return final
 
-
-
-def _drop_locals(exc: BaseException) -> None:
-    """Clear the local variables of the finished frames in the tracebacks of ``exc`` and its causes: the error is
-    kept until the run ends, and its frames would otherwise keep the read buffer, the Sink and the response of a
-    failed download alive that long. The tracebacks still say where each error came from."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        traceback.clear_frames(current.__traceback__)
-        current = current.__cause__ or current.__context__
 
 
 def _mismatch(request: DownloadRequest, digests: Digests) -> str | None:
@@ -416,28 +314,3 @@ def _disk_error(request: DownloadRequest, exc: OSError) -> DownloadError:
                              subject=request.name, hint="free space in cache_dir or run `imagesync gc`")
     return DownloadError(f"cannot write the cache: {exc.strerror or exc}", subject=request.name,
                          hint="check cache_dir and its permissions")
-
-
-def _broken(url: str, exc: BaseException) -> AttemptFailed:
-    if isinstance(exc, TimeoutError | urllib3.exceptions.ReadTimeoutError | requests.exceptions.Timeout):
-        return AttemptFailed(f"cannot fetch {redact.url(url)}: stalled", "server or network too slow", retry=True)
-    return AttemptFailed(f"cannot fetch {redact.url(url)}: connection broken ({type(exc).__name__})",
-                   "connection dropped; try again", retry=True)
-
-
-def _delay(backoff: float, attempt: int, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return retry_after
-    return float(min(backoff * 2 ** (attempt - 1), _BACKOFF_CAP))
-
-
-def _range_start(response: requests.Response) -> int | None:
-    match = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-    return int(match.group(1)) if match else None
-
-
-def _content_length(response: requests.Response) -> int | None:
-    try:
-        return int(response.headers["Content-Length"])
-    except (KeyError, ValueError):
-        return None
