@@ -14,6 +14,7 @@ from typing import Protocol
 import requests
 import urllib3.exceptions
 
+from imagesync.errors import ImagesyncError
 from imagesync.images.stream import Partial, Sink, body_reader, keep_alive
 from imagesync.net.failures import AttemptFailed, check_status, request_failure
 from imagesync.net.guard import AddressRefused
@@ -71,8 +72,7 @@ class Transfer:
         """One GET of the rest of the image into ``partial``. Raises Fatal (no use retrying) or AttemptFailed."""
         if partial.length == request.size:
             return  # an earlier run got every byte but stopped before the rename: just verify
-        # Asked per attempt: a registry's bearer token may have expired since the last one.
-        headers = dict(request.headers()) if request.headers is not None else {}
+        headers = _credentials(request)
         headers["Accept-Encoding"] = "identity"  # the bytes as listed, never a compressed rendering
         if partial.length:
             headers["Range"] = f"bytes={partial.length}-"
@@ -95,6 +95,10 @@ class Transfer:
         if response.status_code == 416:
             partial.reset()
             raise AttemptFailed(f"{url} refused the resume range", "restarting from zero", retry=True, retry_after=0.0)
+        if response.status_code == 401 and request.headers is not None:
+            # A registry's token ran out between the request for it and the GET: the next attempt asks anew.
+            raise AttemptFailed(f"{url} refused the registry's credentials (HTTP 401)", "trying again with a fresh "
+                                "token; check the registry account if it persists", retry=True, retry_after=0.0)
         check_status(response, request.url, token_sent=False, image=True)
         if response.headers.get("Content-Encoding", "identity").lower() != "identity":
             raise Fatal(f"{url} sent a compressed body", "serve the image as-is", discard=False)
@@ -160,6 +164,17 @@ def _content_length(response: requests.Response) -> int | None:
         return int(response.headers["Content-Length"])
     except (KeyError, ValueError):
         return None
+
+
+def _credentials(request: Wanted) -> dict[str, str]:
+    """What the source wants sent, asked per attempt: a registry's bearer token may have expired since the last
+    one. A source that cannot say (its registry went away) fails this attempt, not the run."""
+    if request.headers is None:
+        return {}
+    try:
+        return dict(request.headers())
+    except ImagesyncError as exc:
+        raise AttemptFailed(exc.one_line(), exc.hint or "the image's source cannot be reached", retry=True) from exc
 
 
 def retry_delay(backoff: float, attempt: int, retry_after: float | None) -> float:

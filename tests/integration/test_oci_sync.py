@@ -225,3 +225,12 @@ def test_list_option_names_a_registry_and_a_vo_of_a_registry_of_several(site: Si
     assert [(r.action.list_name, r.action.kind) for r in result.results] == [("reg@vo.b", "add")]
     both = sync(settings, dry_run=True, lists=("reg",))
     assert sorted(o.settings.name for o in both.lists) == ["reg@vo.a", "reg@vo.b"]
+
+
+def test_a_newly_required_annotation_is_checked_on_artifacts_accepted_before(site: Site) -> None:
+    site.push("24.04", disk(b"no egi tag, accepted while none was required"),
+              annotations={"org.openstack.glance.disk_format": "raw"})
+    assert kinds(sync(site.config(), dry_run=False)) == [("add", "done")]
+    result = sync(site.config(required_annotation="eu.egi.cloud.tag"), dry_run=False)
+    assert result.lists[0].problems and "no eu.egi.cloud.tag annotation" in result.lists[0].problems[0]
+    assert kinds(result) == [("keep", "done")]  # refused now, but what the target holds of it stays

@@ -157,7 +157,9 @@ class RegistrySource:
         return f"{self.client.name}/{self.settings.harbor_project or ','.join(self.settings.repositories)}"
 
     def _keys_id(self) -> str:
-        return ",".join(sorted(k.fingerprint for k in self.keys)) or "none"
+        # What an artifact was accepted under: other keys or another required annotation must look at it again.
+        keys = ",".join(sorted(k.fingerprint for k in self.keys)) or "none"
+        return f"{keys}|{self.settings.required_annotation or ''}"
 
 
 @dataclass(frozen=True)
