@@ -286,16 +286,22 @@ def gc_cmd(obj: Context, dry_run: bool) -> None:
               help="The tool whose images to take over.")
 @click.option("--dry-run", is_flag=True, help="Only show what would be adopted.")
 @click.option("--target", "target_names", multiple=True, metavar="NAME", help="Only this Glance target.")
+@click.option("--atrope-tag", "atrope_tags", multiple=True, metavar="TAG",
+              help="The Glance tag atrope wrote ([glance] tag of atrope.conf); default: atrope and atrope-catchall.")
 @click.pass_obj
-def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...]) -> None:
-    """Take over images another tool uploaded when identifier and checksum match a listed image."""
+def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...],
+          atrope_tags: tuple[str, ...]) -> None:
+    """Take over images another tool uploaded when they are provably what a list or registry offers."""
     from imagesync.run import pipeline
     from imagesync.run.adopt import adopt as run_adopt
+    from imagesync.targets.glance.foreign import ATROPE_TAGS
 
     settings = obj.settings()
     _check_names("--target", target_names, [t.name for t in settings.targets])
+    if atrope_tags and source != "atrope":
+        raise click.UsageError("--atrope-tag: only with --from atrope")
     results = run_adopt(settings, source=source, dry_run=dry_run,  # type: ignore[arg-type]
-                        targets=target_names, clock=pipeline.utcnow)
+                        targets=target_names, clock=pipeline.utcnow, tags=atrope_tags or ATROPE_TAGS)
     for item in results:
         line = f"{item.status:<8} {item.target}: {item.image_id} {item.identifier or '-'} ({item.reason})"
         click.echo(one_line(line))

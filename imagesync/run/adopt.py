@@ -1,14 +1,15 @@
-"""Taking over images another tool uploaded (cloudkeeper-os, atrope) without uploading them again.
+"""Taking over images another tool uploaded (cloudkeeper-os, atrope and the EGI fork of atrope) without uploading
+them again.
 
-A foreign image is adopted only when its identifier matches a listed image and its checksum matches the list's
-sha512 (atrope's ``sha512`` property, else Glance's own ``os_hash_value``): then it gets our tag and properties
-and the state records it. Anything else is reported and left alone.
+A foreign image is adopted only when it is provably what a source wants (:mod:`imagesync.run.adopt_match`: the
+identifier and sha512 of a listed image, or the manifest and layer digest a registry still serves): then it gets
+our tag and properties and the state records it, with its sha512. Anything else is reported and left alone.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,12 +19,14 @@ from imagesync.config.settings import Settings
 from imagesync.errors import ImagesyncError
 from imagesync.model import DesiredImage
 from imagesync.run import lock
+from imagesync.run.adopt_match import by_identifier, match
 from imagesync.run.pipeline import open_state
 from imagesync.sources.base import Context
 from imagesync.sources.collect import opened
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import StateStore
-from imagesync.targets.glance.driver import Foreign, GlanceDriver
+from imagesync.targets.glance.driver import GlanceDriver
+from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign
 
 log = logging.getLogger(__name__)
 Source = Literal["cloudkeeper-os", "atrope"]
@@ -39,8 +42,9 @@ class Adoption:
 
 
 def adopt(settings: Settings, *, source: Source, dry_run: bool, targets: tuple[str, ...],
-          clock: Callable[[], datetime]) -> list[Adoption]:
-    """Adopt matching foreign images in every Glance target. Raises LockHeldError, ConfigError."""
+          clock: Callable[[], datetime], tags: tuple[str, ...] = ATROPE_TAGS) -> list[Adoption]:
+    """Adopt matching foreign images in every Glance target (atrope's: those carrying any of ``tags``). Raises
+    LockHeldError, ConfigError."""
     now = clock()
     with ExitStack() as stack:
         if not dry_run:
@@ -48,29 +52,29 @@ def adopt(settings: Settings, *, source: Source, dry_run: bool, targets: tuple[s
         store = stack.enter_context(open_state(settings, dry_run))
         with opened(Context(settings=settings, now=now, store=store, record=not dry_run)) as sources:
             outcomes = [source.load() for source in sources]
-        wanted = {(d.image.identifier, d.image.sha512): d for o in outcomes for d in o.desire.images}
+        wanted = by_identifier(d for o in outcomes for d in o.desire.images)
         results: list[Adoption] = []
         for target in settings.targets:
             if target.driver != "glance" or (targets and target.name not in targets):
                 continue
             driver = GlanceDriver(target)
             stack.callback(driver.close)
-            results += list(_target(driver, source, wanted, store=store, dry_run=dry_run, now=now))
+            results += list(_target(driver, source, wanted, tags=tags, store=store, dry_run=dry_run, now=now))
     return results
 
 
-def _target(driver: GlanceDriver, source: Source, wanted: dict[tuple[str, str], DesiredImage], *, store: StateStore,
-            dry_run: bool, now: datetime) -> Iterator[Adoption]:
+def _target(driver: GlanceDriver, source: Source, wanted: Mapping[str, list[DesiredImage]], *,
+            tags: tuple[str, ...], store: StateStore, dry_run: bool, now: datetime) -> Iterator[Adoption]:
     try:
-        foreign = driver.foreign(source)
+        foreign = driver.foreign(source, tags=tags)
     except ImagesyncError as exc:
         yield Adoption(driver.name, "-", None, "failed", exc.one_line())
         return
     for image in foreign:
-        desired = wanted.get((image.identifier or "", image.sha512 or ""))
-        if desired is None or (image.version and image.version != desired.image.version):
-            yield Adoption(driver.name, image.id, image.identifier, "skipped",
-                           "no listed image with this identifier, version and sha512: left alone")
+        found = match(image, wanted)
+        desired = found.desired
+        if desired is None:
+            yield Adoption(driver.name, image.id, image.identifier, "skipped", found.reason)
             continue
         live = store.find_target_image(target=driver.name, list_name=desired.list_name,
                                        identifier=desired.image.identifier, version=desired.image.version)
@@ -79,7 +83,7 @@ def _target(driver: GlanceDriver, source: Source, wanted: dict[tuple[str, str], 
                            f"already managed as {live.target_id}: left alone")
             continue
         if dry_run:
-            yield Adoption(driver.name, image.id, image.identifier, "planned", "identifier and sha512 match")
+            yield Adoption(driver.name, image.id, image.identifier, "planned", found.reason)
             continue
         try:
             driver.take_over(image.id, desired)
@@ -88,7 +92,7 @@ def _target(driver: GlanceDriver, source: Source, wanted: dict[tuple[str, str], 
             continue
         _record(store, driver.name, desired, image.id, now)
         log.info("target=%s image=%s adopted from %s as %s", driver.name, image.id, source, image.identifier)
-        yield Adoption(driver.name, image.id, image.identifier, "adopted", "identifier and sha512 match")
+        yield Adoption(driver.name, image.id, image.identifier, "adopted", found.reason)
 
 
 def _record(store: StateStore, target: str, desired: DesiredImage, image_id: str, now: datetime) -> None:
@@ -100,6 +104,10 @@ def _record(store: StateStore, target: str, desired: DesiredImage, image_id: str
                                                    and state == TargetState.UPLOADING):
             record = store.transition(record.id, state, at=now)
     store.transition(record.id, TargetState.ACTIVE, target_id=image_id, at=now)
+    if image.sha512:
+        # A registry publishes no sha512: remember Glance's, so the plans of later runs compare it (keep).
+        store.remember_sha512(record.id, list_name=desired.list_name, identifier=image.identifier,
+                              version=image.version, sha512=image.sha512, at=now)
 
 
 __all__ = ["Adoption", "Foreign", "adopt"]

@@ -4,95 +4,21 @@ cosign's own signatures are checked in tests/unit/test_cosign.py)."""
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
-from imagesync.config import settings as config
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
-from imagesync.sources.oci.cosign import signature_tag
 from tests.support import cosign_sign, oci_push
-from tests.support.oci_registry import Registries, RegistryServer
-
-EGI = {"eu.egi.cloud.tag": "2025-09-04-4d7122d6", "org.openstack.glance.os_distro": "ubuntu",
-       "org.openstack.glance.os_version": "24.04", "org.openstack.glance.architecture": "x86_64",
-       "org.openstack.glance.os_type": "linux", "org.openstack.glance.os_admin_user": "ubuntu",
-       "org.openstack.glance.disk_format": "raw", "org.openstack.glance.container_format": "bare"}
-
-
-@dataclass
-class Site:
-    root: Path
-    server: RegistryServer
-    repository: str
-    key: cosign_sign.PrivateKey
-    key_file: Path
-
-    @property
-    def archive(self) -> Path:
-        return self.root / "archive"
-
-    def config(self, **registry: object) -> config.Settings:
-        assert self.server.login is not None
-        entry: dict[str, object] = {
-            "url": self.server.url, "repositories": [self.repository], "signature": "cosign",
-            "cosign_keys": [str(self.key_file)], "username": self.server.login.username,
-            "password": self.server.login.password, "vo": "demo.vo", **registry}
-        entry = {key: value for key, value in entry.items() if value is not None}
-        data = {"state_dir": str(self.root / "state"), "cache_dir": str(self.root / "cache"),
-                "trust": {"ca_dir": str(self.server.ca_dir)},
-                "download": {"retries": 1, "min_free_space": "1MiB", "allowed_networks": ["127.0.0.0/8"]},
-                "targets": {"archive": {"driver": "directory", "path": str(self.archive)}},
-                "registries": {"reg": entry}}
-        path = self.root / "imagesync.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return config.load(path)
-
-    def push(self, tag: str, data: bytes, *, sign: bool = True,
-             annotations: dict[str, str] | None = None) -> oci_push.Pushed:
-        pushed = oci_push.push_artifact(self.server, self.repository, tag, data,
-                                        annotations=EGI if annotations is None else annotations)
-        if sign:
-            self.sign(pushed.digest, self.key)
-        return pushed
-
-    def sign(self, digest: str, key: cosign_sign.PrivateKey, *, referrer: bool = False) -> None:
-        layer = cosign_sign.signature_layer(key, digest)
-        subject = {"mediaType": oci_push.OCI_MANIFEST, "digest": digest, "size": 1} if referrer else None
-        made = cosign_sign.sig_manifest([layer], subject=subject)
-        for data in made.blobs.values():
-            oci_push.push_blob(self.server, self.repository, data)
-        if not referrer:
-            oci_push.push_manifest(self.server, self.repository, signature_tag(digest), made.manifest)
-            return
-        # docker-registry 2.8 has no referrers API: the OCI 1.1 tag schema's index points at the signature.
-        index = {"schemaVersion": 2, "mediaType": oci_push.OCI_INDEX, "manifests": [
-            {"mediaType": oci_push.OCI_MANIFEST, "digest": made.digest, "size": len(made.manifest),
-             "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json"}]}
-        oci_push.push_manifest(self.server, self.repository, made.digest, made.manifest)
-        oci_push.push_manifest(self.server, self.repository, digest.replace(":", "-"), index,
-                               media_type=oci_push.OCI_INDEX)
-
-    def held(self) -> list[Path]:
-        return sorted(p for p in self.archive.rglob("*") if p.is_file() and p.suffix != ".json")
+from tests.support.oci_registry import Registries
+from tests.support.oci_site import Site, disk, new_site
 
 
 @pytest.fixture
 def site(tmp_path: Path, oci_registries: Registries) -> Site:
-    key = cosign_sign.new_private_key()
-    key_file = tmp_path / "cosign.pub"
-    key_file.write_bytes(cosign_sign.public_key_pem(key))
-    return Site(tmp_path, oci_registries.get("htpasswd"), f"vm/{uuid.uuid4().hex[:8]}", key, key_file)
-
-
-def disk(text: bytes) -> bytes:
-    """Bytes a raw disk image could hold (text alone is refused as "not a disk image")."""
-    return b"\x00" * 4096 + text
+    return new_site(tmp_path, oci_registries.get("htpasswd"))
 
 
 def kinds(result: SyncResult) -> list[tuple[str, str]]:
@@ -200,9 +126,7 @@ def test_a_static_bearer_token_from_a_file_is_sent_instead_of_a_login(tmp_path: 
 
     server = oci_registries.get("token")
     assert server.login is not None and server.token_service is not None
-    key = cosign_sign.new_private_key()
-    site = Site(tmp_path, server, f"vm/{uuid.uuid4().hex[:8]}", key, tmp_path / "cosign.pub")
-    site.key_file.write_bytes(cosign_sign.public_key_pem(key))
+    site = new_site(tmp_path, server)
     site.push("24.04", disk(b"behind a token"))
     # A token as a CI system would hand one out: asked of the token service once, with the account's password.
     answer = requests.get(server.token_service.realm, params={"service": SERVICE,

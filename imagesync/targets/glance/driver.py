@@ -13,7 +13,7 @@ import logging
 import time
 from collections.abc import Collection
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import IO, Any
 
 from keystoneauth1.adapter import Adapter
@@ -25,6 +25,7 @@ from imagesync.targets.base import Capabilities, TargetError, Upload
 from imagesync.targets.glance import inventory as listing
 from imagesync.targets.glance.auth import AuthSpec, spec_for
 from imagesync.targets.glance.errors import TargetCallError, calls
+from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign, foreign, is_foreign
 from imagesync.targets.glance.share import Sharing
 from imagesync.util import redact
 from imagesync.util.meters import Meter
@@ -225,15 +226,16 @@ class GlanceDriver:
 
     # -- adoption of other tools' images ------------------------------------------------------------------------
 
-    def foreign(self, source: str) -> list[Foreign]:
-        """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (tag ``atrope``)."""
+    def foreign(self, source: str, *, tags: tuple[str, ...] = ATROPE_TAGS) -> list[Foreign]:
+        """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (any of ``tags``:
+        Glance's tag filter matches images carrying all the tags given, so one listing a tag). Raises TargetError."""
         with self._calls(f"list {source} images"):
-            owner = self._session.get_project_id()
-            if source == "atrope":
-                images = list(self._client.images.list(filters={"tag": ["atrope"], "owner": owner}))
-            else:
-                images = [i for i in self._client.images.list(filters={"owner": owner}) if "APPLIANCE_ID" in i]
-        return [_foreign(image, source) for image in images if self.tag not in image.get("tags", [])]
+            owner = str(self._session.get_project_id())
+            queries = [{"tag": tag, "owner": owner} for tag in tags] if source == "atrope" else [{"owner": owner}]
+            found: dict[str, Any] = {}
+            for query in queries:
+                found.update(listing.list_images(self._images, query))
+        return [foreign(image, source) for image in found.values() if is_foreign(image, source, self.tag)]
 
     def take_over(self, image_id: str, desired: DesiredImage) -> None:
         """Put our tag and properties on an adopted image (no upload). Raises TargetError."""
@@ -261,22 +263,6 @@ class GlanceDriver:
 
     def _calls(self, what: str) -> AbstractContextManager[None]:
         return calls(self.name, what, self.settings.timeout, self._spec.options.get("auth_url"))
-
-
-@dataclass(frozen=True)
-class Foreign:
-    id: str
-    identifier: str | None
-    version: str | None
-    sha512: str | None
-
-
-def _foreign(image: Any, source: str) -> Foreign:
-    # Glance's own hash of the stored bytes beats any property another tool wrote.
-    own_hash = image.get("os_hash_value") if image.get("os_hash_algo") == "sha512" else None
-    if source == "atrope":
-        return Foreign(str(image["id"]), image.get("appdb_id"), None, own_hash or image.get("sha512"))
-    return Foreign(str(image["id"]), image.get("APPLIANCE_ID"), image.get("APPLIANCE_VERSION"), own_hash)
 
 
 class _UploadReads:
