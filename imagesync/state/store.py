@@ -11,26 +11,23 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import cast
 
-from imagesync.errors import RollbackError, StateError, brief
 from imagesync.model import Image
 from imagesync.state import lifecycle
 from imagesync.state import open as state_open
 from imagesync.state.lifecycle import TargetState
+from imagesync.state.lists import ListsTable
 from imagesync.state.records import (
     ImageRecord,
     ListRecord,
     RunRecord,
     TargetImageRecord,
     image_record,
-    list_record,
     redacted_text,
     run_record,
     target_record,
@@ -45,17 +42,12 @@ __all__ = ["DB_NAME", "ImageRecord", "ListRecord", "RunRecord", "StateStore", "T
 DB_NAME = "state.db"
 
 
-class StateStore:
-    """The state database. Open with :meth:`open`; use as a context manager or call :meth:`close`."""
+class StateStore(ListsTable):
+    """The state database. Open with :meth:`open`; use as a context manager or call :meth:`close`.
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, *, busy_timeout: float = 0.0) -> None:
-        self._conn = conn
-        self.path = path
-        self._depth = 0
-        self._busy_timeout = busy_timeout
-        # Upload threads record their own steps: one connection, so one thread at a time, a step's whole
-        # transaction included (a reader must never see another thread's half-done step).
-        self._guard = threading.RLock()
+    Steps and reads come from :class:`imagesync.state.db.StateDB`, the ``lists`` methods from
+    :class:`imagesync.state.lists.ListsTable`; images, target images and runs are here.
+    """
 
     @classmethod
     def open(cls, state_dir: Path, *, busy_timeout: float | None = None) -> StateStore:
@@ -94,146 +86,6 @@ class StateStore:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
-
-    @contextmanager
-    def step(self) -> Iterator[None]:
-        """One recorded step: every write inside commits together or not at all (nested steps join the outer).
-        Thread-safe: other threads wait until the step is over.
-
-        Raises StateError (a subclass saying why: locked by another process, damaged, no rights) when the
-        database cannot be written, or when a value is not storable text; an exception inside rolls everything
-        back. Callers' isolation (per list, per action) catches it like any other expected error.
-        """
-        with self._guard:
-            if self._depth:
-                self._depth += 1
-                try:
-                    yield
-                finally:
-                    self._depth -= 1
-                return
-            with self._transaction():
-                yield
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")  # take the write lock now, not half-way through the step
-            self._depth = 1
-            yield
-            self._conn.execute("COMMIT")
-        except BaseException as error:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            unusable = self._unusable(error)
-            if unusable is None:
-                raise
-            raise unusable from error
-        finally:
-            self._depth = 0
-
-    def _unusable(self, error: BaseException) -> StateError | None:
-        """The StateError a failed step raises for sqlite's and the encoder's errors; None for anything else."""
-        if isinstance(error, sqlite3.Error):
-            return state_open.classify(error, self.path, waited=self._busy_timeout)
-        if isinstance(error, UnicodeError):  # a lone surrogate cannot be bound as TEXT
-            return StateError(f"cannot store text that is not valid Unicode ({brief(error)})", subject=str(self.path))
-        return None
-
-    def _one(self, sql: str, args: Iterable[Any] = ()) -> sqlite3.Row | None:
-        with self._guard:
-            return cast("sqlite3.Row | None", self._conn.execute(sql, tuple(args)).fetchone())
-
-    def _all(self, sql: str, args: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        with self._guard:
-            return cast("list[sqlite3.Row]", self._conn.execute(sql, tuple(args)).fetchall())
-
-    # -- lists ------------------------------------------------------------------------------------------
-
-    def get_list(self, name: str) -> ListRecord | None:
-        """The stored record of list ``name``, or None if never seen."""
-        row = self._one("SELECT * FROM lists WHERE name = ?", (name,))
-        return None if row is None else list_record(row)
-
-    def lists(self) -> list[ListRecord]:
-        """Every list the state knows, by name."""
-        return [list_record(row) for row in self._all("SELECT * FROM lists ORDER BY name")]
-
-    def previous_created(self, name: str, *, url: str) -> datetime | None:
-        """The created date a new copy of ``name`` fetched from ``url`` must not be older than (rollback)."""
-        record = self.get_list(name)
-        if record is None or record.accepted_url != redact.url(url):
-            return None
-        return record.created
-
-    def record_list_ok(self, name: str, *, url: str, etag: str | None, last_modified: str | None, raw: bytes,
-                       identifier: str, created: datetime, expires: datetime, signer_dn: str | None,
-                       signer_ca: str | None, unchanged: bool, at: datetime) -> None:
-        """Record a verified, accepted copy of list ``name`` with its validators.
-
-        Raises RollbackError (and stores nothing) if ``created`` is older than the copy accepted before from
-        the same URL: the accepted created date only ever moves forward. Raises StateError on write failure.
-        """
-        clean = redact.url(url)
-        with self.step():
-            before = self.get_list(name)
-            if before and before.accepted_url == clean and before.created and created < before.created:
-                raise RollbackError(f"created {created.isoformat()} is older than the accepted copy's "
-                                    f"{before.created.isoformat()}", subject=name)
-            self._conn.execute(
-                "INSERT INTO lists (name, url, etag, last_modified, raw, identifier, created, expires, signer_dn,"
-                " signer_ca, status, error, fetched_at, accepted_at, accepted_url)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET url = excluded.url, etag = excluded.etag,"
-                " last_modified = excluded.last_modified, raw = excluded.raw, identifier = excluded.identifier,"
-                " created = excluded.created, expires = excluded.expires, signer_dn = excluded.signer_dn,"
-                " signer_ca = excluded.signer_ca, status = excluded.status, error = NULL,"
-                " fetched_at = excluded.fetched_at, accepted_at = excluded.accepted_at,"
-                " accepted_url = excluded.accepted_url",
-                (name, clean, etag, last_modified, raw, identifier, ts(created), ts(expires), signer_dn,
-                 signer_ca, "unchanged" if unchanged else "ok", ts(at), ts(at), clean))
-
-    def record_source_ok(self, name: str, *, url: str, raw: bytes, identifier: str, signer_dn: str | None,
-                         unchanged: bool, at: datetime) -> None:
-        """Record what a source without dates (an OCI registry) accepted: ``raw`` is its own memory of it.
-        Raises StateError on write failure."""
-        clean = redact.url(url)
-        with self.step():
-            self._conn.execute(
-                "INSERT INTO lists (name, url, raw, identifier, signer_dn, status, error, fetched_at, accepted_at,"
-                " accepted_url) VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET url = excluded.url, raw = excluded.raw,"
-                " identifier = excluded.identifier, signer_dn = excluded.signer_dn, status = excluded.status,"
-                " error = NULL, fetched_at = excluded.fetched_at, accepted_at = excluded.accepted_at,"
-                " accepted_url = excluded.accepted_url",
-                (name, clean, raw, identifier, signer_dn, "unchanged" if unchanged else "ok", ts(at), ts(at), clean))
-
-    def record_list_failed(self, name: str, *, url: str, error: str, at: datetime) -> None:
-        """Record a failed fetch/verify/parse; the accepted copy, its created date and validators stay.
-
-        Raises StateError on write failure.
-        """
-        with self.step():
-            self._conn.execute(
-                "INSERT INTO lists (name, url, status, error, fetched_at) VALUES (?, ?, 'failed', ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET url = excluded.url, status = 'failed', error = excluded.error,"
-                " fetched_at = excluded.fetched_at",
-                (name, redact.url(url), redact.text(error), ts(at)))
-
-    def record_validators(self, name: str, *, url: str, etag: str | None, last_modified: str | None,
-                          at: datetime) -> None:
-        """Store only the HTTP validators (what a dry run may keep).
-
-        New validators no longer describe the stored copy, so that copy is dropped: a later 304 must never make
-        us re-use an older list than the one the server has. Raises StateError on write failure.
-        """
-        with self.step():
-            self._conn.execute(
-                "INSERT INTO lists (name, url, etag, last_modified, fetched_at) VALUES (?, ?, ?, ?, ?)"
-                " ON CONFLICT (name) DO UPDATE SET url = excluded.url, fetched_at = excluded.fetched_at,"
-                " raw = CASE WHEN etag IS excluded.etag AND last_modified IS excluded.last_modified"
-                " THEN raw ELSE NULL END, etag = excluded.etag, last_modified = excluded.last_modified",
-                (name, redact.url(url), etag, last_modified, ts(at)))
 
     # -- images -----------------------------------------------------------------------------------------
 

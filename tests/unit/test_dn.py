@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from imagesync.errors import ImagesyncError
-from imagesync.sources.hepix import dn
+from imagesync.sources.hepix import dn, dn_parse
 
 _KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -76,7 +76,7 @@ NAMES = {
     "every known attribute": _name(
         *(
             _rdn((x509.ObjectIdentifier(oid), "AB" if short in ("C", "jurisdictionC") else f"v-{short}"))
-            for oid, short, _ in dn._ATTRIBUTES
+            for oid, short, _ in dn_parse._ATTRIBUTES
         )
     ),
 }

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagesync.errors import ListFormatError
-from imagesync.sources.hepix import dn
+from imagesync.sources.hepix import dn, dn_parse
 from imagesync.sources.hepix import parse as hepix
 
 FAST = settings(max_examples=250, deadline=None)
@@ -148,7 +148,7 @@ def test_valid_lists_round_trip(
         assert dict(image.attributes) == raw
 
 
-ATTRIBUTE_OIDS = [oid for oid, short, _ in dn._ATTRIBUTES if short not in ("C", "jurisdictionC")]
+ATTRIBUTE_OIDS = [oid for oid, short, _ in dn_parse._ATTRIBUTES if short not in ("C", "jurisdictionC")]
 oids = st.sampled_from(ATTRIBUTE_OIDS) | st.from_regex(
     r"1\.3\.6\.1\.4\.1\.[1-9][0-9]{0,4}\.(0|[1-9][0-9]{0,2})", fullmatch=True
 )
@@ -168,7 +168,7 @@ def test_rendered_names_parse_back(drawn: list[list[tuple[str, str]]]) -> None:
     )
     text = dn.render(name)
     parsed = dn.parse(text)
-    assert parsed.attributes == tuple((dn._SHORT_BY_OID.get(o, o), v) for rdn in drawn for o, v in rdn)
+    assert parsed.attributes == tuple((dn_parse._SHORT_BY_OID.get(o, o), v) for rdn in drawn for o, v in rdn)
     assert dn.render(parsed) == text
     assert dn.matches(text, name.rfc4514_string())
     assert dn.matches(" " + text + "\n", parsed)
