@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from imagesync.config.registries import RegistrySettings
-from imagesync.sources.oci.client import RegistryClient
+from imagesync.sources.oci.harbor import HarborClient
 
 _ATTACHMENT = re.compile(r"^sha(256|512)-[0-9a-f]+(\.(sig|att|sbom))?$")
 
@@ -18,7 +18,7 @@ _ATTACHMENT = re.compile(r"^sha(256|512)-[0-9a-f]+(\.(sig|att|sbom))?$")
 class Scan:
     """The registry of one subscription, and where its problems are told."""
 
-    client: RegistryClient
+    client: HarborClient
     settings: RegistrySettings
     problems: list[str]
 

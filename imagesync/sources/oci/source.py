@@ -19,8 +19,8 @@ from imagesync.model import DesiredImage, Image, ListDesire, ListState, Signer
 from imagesync.sources.base import Context, ImageLocation, Source, SourceOutcome
 from imagesync.sources.oci import artifact, signatures
 from imagesync.sources.oci.auth import Credentials
-from imagesync.sources.oci.client import RegistryClient
 from imagesync.sources.oci.cosign import CosignPublicKey, load_public_keys
+from imagesync.sources.oci.harbor import HarborClient
 from imagesync.sources.oci.memory import Seen, dump, load
 from imagesync.sources.oci.scan import Scan, followed
 from imagesync.util import redact
@@ -46,7 +46,7 @@ class RegistrySource:
     """One registry subscription for one VO (a registry for several VOs is one source per VO, ``<name>@<vo>``)."""
 
     settings: RegistrySettings
-    client: RegistryClient
+    client: HarborClient
     keys: tuple[CosignPublicKey, ...]
     context: Context
     vo: str | None = None
@@ -210,11 +210,11 @@ def _chosen(item: RegistrySettings, vo: str | None, names: tuple[str, ...]) -> b
     return item.name in names or f"{item.name}@{vo}" in names
 
 
-def _client(context: Context, item: RegistrySettings) -> RegistryClient:
+def _client(context: Context, item: RegistrySettings) -> HarborClient:
     settings = context.settings
     credentials = Credentials(item.username, item.password) if item.username and item.password else None
     ca_dir = settings.trust.ca_dir if settings.trust.ca_dir.is_dir() else None
-    return RegistryClient(item.url, credentials=credentials, ca_dir=ca_dir,
+    return HarborClient(item.url, credentials=credentials, ca_dir=ca_dir,
                           allowed_networks=settings.download.allowed_networks,
                           timeout=settings.download.timeout, token=item.token)
 
