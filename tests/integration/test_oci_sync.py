@@ -12,10 +12,11 @@ import pytest
 import yaml
 
 from imagesync.config import settings as config
+from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
 from imagesync.sources.oci.cosign import signature_tag
-from tests.support import cosign_sign, oci_push
+from tests.support import oci_push
 from tests.support.oci_registry import Registries, RegistryServer
 
 EGI = {"eu.egi.cloud.tag": "2025-09-04-4d7122d6", "org.openstack.glance.os_distro": "ubuntu",
