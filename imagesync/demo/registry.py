@@ -67,10 +67,7 @@ class DockerRegistry:
     def start(self) -> Self:
         """Start the registry and wait until it answers. Raises RegistryUnavailable when the binary is missing or
         the registry does not come up; nothing is left running then."""
-        binary = shutil.which(BINARY)
-        if binary is None:
-            raise RegistryUnavailable(f"{BINARY} not found on PATH: apt-get install docker-registry (Debian's "
-                                      "package, the OCI distribution registry)")
+        binary = find_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.ca_file.write_bytes(self._tls[2])
         try:
@@ -154,6 +151,15 @@ class DockerRegistry:
                      "tls": {"certificate": str(cert), "key": str(key)}},
             **self._extra,
         }
+
+
+def find_binary() -> str:
+    """The path of ``docker-registry``. Raises RegistryUnavailable, saying which package to install."""
+    binary = shutil.which(BINARY)
+    if binary is None:
+        raise RegistryUnavailable(f"{BINARY} not found on PATH: apt-get install docker-registry (Debian's "
+                                  "package, the OCI distribution registry)")
+    return binary
 
 
 def free_port() -> int:

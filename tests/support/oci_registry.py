@@ -22,7 +22,7 @@ from typing import Any, Literal, Self
 import bcrypt
 import pytest
 
-from imagesync.demo.registry import DockerRegistry, RegistryUnavailable, free_port
+from imagesync.demo.registry import DockerRegistry, RegistryUnavailable, find_binary, free_port
 from tests.support.oci_token import ISSUER, SERVICE, TokenService
 from tests.support.tls import ServerPKI, make_server_pki, write_igtf_ca
 
@@ -80,6 +80,7 @@ class RegistryServer:
         return self.registry.process
 
     def __enter__(self) -> Self:
+        find_binary()  # before anything else needs a tool (openssl below): the missing registry is the news
         self.workdir.mkdir(parents=True, exist_ok=True)
         write_igtf_ca(self.pki.ca_pem, self.ca_dir)
         if self.token_service is not None:
