@@ -312,12 +312,13 @@ def adopt(obj: Context, source: str, dry_run: bool, target_names: tuple[str, ...
 
 @cli.command()
 @click.option("--glance", is_flag=True, help="Sync into Glance (OS_* environment, else the local dev cloud).")
+@click.option("--oci", is_flag=True, help="From a local OCI registry (Debian's docker-registry) instead of a list.")
 @click.pass_obj
-def demo(obj: Context, glance: bool) -> None:
-    """Sign and serve a demo image list on 127.0.0.1 and sync it three times: add; update and retire; tampered."""
+def demo(obj: Context, glance: bool, oci: bool) -> None:
+    """Sign and serve a demo image list (or OCI artifacts) on 127.0.0.1 and sync three times."""
     from imagesync.demo.run import run_demo
 
-    sys.exit(run_demo(echo=click.echo, glance=glance))
+    sys.exit(run_demo(echo=click.echo, glance=glance, oci=oci))
 
 
 def _print_json(data: dict[str, Any]) -> None:

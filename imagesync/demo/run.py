@@ -7,40 +7,33 @@ told on stdout; the log lines of the runs stay out of it unless ``-v``.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from imagesync.cli import report
 from imagesync.config import settings as config
+from imagesync.demo.oci_run import run_oci_demo
+from imagesync.demo.story import Echo, next_steps, story_only, sync_round
 from imagesync.demo.world import LIST_PATH, DemoWorld, as_qcow2, build, demo_images
-from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ImagesyncError
-from imagesync.run.pipeline import SyncResult, sync
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ImagesyncError
 from imagesync.targets import base as drivers
 
-Echo = Callable[[str], None]
-MEANING = {
-    EXIT_OK: "success: everything was done (or there was nothing to do)",
-    EXIT_PARTIAL: "some lists, images or actions failed; the rest was done",
-    EXIT_USAGE: "usage or configuration error: nothing was done",
-    EXIT_NOTHING_DONE: "nothing could be done: no list was fetched and verified, or no target was reachable",
-    EXIT_LOCKED: "another run holds the lock: nothing was done, the next run catches up",
-}
 
-
-def run_demo(*, echo: Echo, glance: bool = False) -> int:
-    """Run the demo in a temporary directory; return the exit code.
+def run_demo(*, echo: Echo, glance: bool = False, oci: bool = False) -> int:
+    """Run the demo in a temporary directory; return the exit code. With ``oci`` the OCI registry demo
+    (:mod:`imagesync.demo.oci_run`, which names what it raises) instead.
 
     With ``glance`` the target is the Glance of the OS_* environment or, without OS_AUTH_URL, the dev cloud of a
     source checkout (started for the demo); the images it made are deleted again at the end, also after Ctrl-C.
     Raises ConversionError without qemu-img, ImagesyncError without a cloud.
     """
-    with tempfile.TemporaryDirectory(prefix="imagesync-demo-") as tmp, _story_only(), \
+    if oci:
+        return run_oci_demo(echo=echo, glance=glance)
+    with tempfile.TemporaryDirectory(prefix="imagesync-demo-") as tmp, story_only(), \
             _target(Path(tmp), glance, echo) as (target_name, target), build(Path(tmp)) as world:
         alpine, debian = demo_images("1.0")
         signed = world.publish([as_qcow2(alpine, world.root), debian])
@@ -53,60 +46,18 @@ def run_demo(*, echo: Echo, glance: bool = False) -> int:
             codes = _rounds(echo, settings, world, signed)
         good = codes == (EXIT_OK, EXIT_OK, EXIT_NOTHING_DONE)
         echo("\nThe demo went as it should." if good else "\nThe demo did NOT go as it should: see above.")
-        _next_steps(echo)
+        next_steps(echo)
         return EXIT_OK if good else EXIT_PARTIAL
 
 
 def _rounds(echo: Echo, settings: config.Settings, world: DemoWorld, signed: bytes) -> tuple[int, int, int]:
-    first = _round(echo, "1. first sync: both images are new", settings, world)
+    first = sync_round(echo, "1. first sync: both images are new", settings)
     world.publish([as_qcow2(demo_images("2.0")[0], world.root)])
-    second = _round(echo, "2. the publisher releases Demo Alpine 2.0 and withdraws Demo Debian", settings, world)
+    second = sync_round(echo, "2. the publisher releases Demo Alpine 2.0 and withdraws Demo Debian", settings)
     world.server.put(LIST_PATH, signed.replace(b"Demo Alpine", b"Demo Alpin3", 1))
-    third = _round(echo, "3. someone serves an old list with one byte changed: it is refused and nothing is "
-                   "retired", settings, world)
+    third = sync_round(echo, "3. someone serves an old list with one byte changed: it is refused and nothing is "
+                       "retired", settings)
     return first.exit_code, second.exit_code, third.exit_code
-
-
-def _round(echo: Echo, title: str, settings: config.Settings, world: DemoWorld) -> SyncResult:
-    echo(f"\n{title}\n$ imagesync sync")
-    result = sync(settings, dry_run=False)
-    echo(report.sync_text(result))
-    echo(f"exit code {result.exit_code}: {MEANING.get(result.exit_code, 'unexpected')}")
-    target = settings.targets[0]
-    driver = drivers.load(target)
-    try:
-        held = sorted(f"{h.list_name}/{h.identifier} {h.version} ({'active' if h.active else 'retired'}) {h.target_id}"
-                      for h in driver.inventory())
-    finally:
-        driver.close()
-    echo("target now holds:\n" + "\n".join(f"  {line}" for line in held))
-    return result
-
-
-def _next_steps(echo: Echo) -> None:
-    # A source checkout (editable install) first: its files are the live ones. Else where the wheel put them in
-    # the venv (/opt/imagesync/share/imagesync after bin/install).
-    checkout = Path(__file__).resolve().parents[2]
-    shipped = Path(sys.prefix) / "share" / "imagesync"
-    base = checkout if (checkout / "etc" / "imagesync.yaml").is_file() else shipped
-    echo("\nNext steps:")
-    echo(f'  1. read {base / "README.md"}, sections "Install" and "Scheduling"')
-    echo(f"  2. bin/install copies the example config {base / 'etc' / 'imagesync.yaml'} to /etc/imagesync/;")
-    echo("     name your lists and your target there, then run: imagesync check; imagesync plan")
-
-
-@contextmanager
-def _story_only() -> Iterator[None]:
-    # Log lines would interleave with the story on a terminal; -v (DEBUG on the imagesync logger, set by the CLI)
-    # asks for them. Disabled process-wide, so library loggers stay quiet too; restored afterwards.
-    if logging.getLogger("imagesync").isEnabledFor(logging.DEBUG):
-        yield
-        return
-    logging.disable(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 @contextmanager

@@ -21,12 +21,13 @@ import pytest
 import yaml
 
 from imagesync.config import settings as config
+from imagesync.demo import cosign as cosign_sign
 from imagesync.demo.world import DemoImage, as_qcow2
 from imagesync.errors import EXIT_OK
 from imagesync.run.pipeline import SyncResult, sync
 from imagesync.sources.oci.cosign import signature_tag
 from tests.devcloud.fixture import DevCloud
-from tests.support import cosign_sign, oci_push
+from tests.support import oci_push
 from tests.support.glance_proxy import GlanceProxy
 from tests.support.oci_registry import Registries, RegistryServer
 

@@ -22,10 +22,11 @@ import pytest
 import yaml
 
 from imagesync.config import settings as config
+from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK
 from imagesync.run.pipeline import SyncResult, sync
 from imagesync.sources.oci.cosign import signature_tag
-from tests.support import cosign_sign, oci_push
+from tests.support import oci_push
 from tests.support.fake_harbor import FakeArtifact, FakeHarbor, FakeProject, FakeRepository
 from tests.support.oci_registry import Registries, RegistryServer
 from tests.support.tls import client_context, server_context

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
-from tests.support import cosign_sign, oci_push
+from tests.support import oci_push
 from tests.support.oci_registry import Registries
 from tests.support.oci_site import Site, disk, new_site
 

@@ -1,4 +1,5 @@
-"""A real OCI registry for the tests: Debian's ``docker-registry`` (distribution 2.8) on 127.0.0.1 over HTTPS.
+"""A real OCI registry for the tests: Debian's ``docker-registry`` (distribution 2.8) on 127.0.0.1 over HTTPS,
+started by :mod:`imagesync.demo.registry` (the demo's copy of that process handling), with the tests' auth modes.
 
 Three auth modes, the ones registries in the wild use: ``none`` (anonymous), ``htpasswd`` (Basic challenge,
 bcrypt hashes) and ``token`` (Bearer challenge answered by :mod:`tests.support.oci_token`, the flow Harbor and
@@ -11,11 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import signal
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,21 +21,16 @@ from typing import Any, Literal, Self
 
 import bcrypt
 import pytest
-import requests
-import yaml
 
+from imagesync.demo.registry import DockerRegistry, RegistryUnavailable, find_binary, free_port
 from tests.support.oci_token import ISSUER, SERVICE, TokenService
 from tests.support.tls import ServerPKI, make_server_pki, write_igtf_ca
 
 AuthMode = Literal["none", "htpasswd", "token"]
 AUTH_MODES: tuple[AuthMode, ...] = ("none", "htpasswd", "token")
-BINARY = "docker-registry"
 USER = "pusher"
-_START_TIMEOUT = 20.0
 
-
-class RegistryUnavailable(RuntimeError):
-    """docker-registry is missing or did not come up; the message says which and shows its log's tail."""
+__all__ = ["AUTH_MODES", "AuthMode", "Login", "Registries", "RegistryServer", "RegistryUnavailable", "free_port"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,8 @@ class Login:
 
 
 class RegistryServer:
-    """One ``docker-registry serve`` process; a context manager that starts it and stops it (no process left)."""
+    """A :class:`~imagesync.demo.registry.DockerRegistry` with the tests' auth modes and notifications; a context
+    manager that starts it (and its token service) and stops both (no process left)."""
 
     def __init__(self, workdir: Path, pki: ServerPKI, *, auth: AuthMode = "none",
                  notifications_url: str | None = None, anonymous_pull: bool = False) -> None:
@@ -57,56 +50,57 @@ class RegistryServer:
         self.auth = auth
         self.notifications_url = notifications_url
         self.login = Login(USER, secrets.token_urlsafe(12)) if auth != "none" else None
-        self.storage = workdir / "storage"
         self.ca_dir = workdir / "ca"
-        self.ca_file = workdir / "ca.pem"
-        self.port = 0
         self.token_service = (TokenService(pki, {USER: self.login.password}, anonymous_pull=anonymous_pull)
                               if self.login and auth == "token" else None)
-        self._process: subprocess.Popen[bytes] | None = None
-        self._log = workdir / "registry.log"
+        self.registry = DockerRegistry(workdir, cert_pem=pki.cert_pem, key_pem=pki.key_pem, ca_pem=pki.ca_pem)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return self.registry.url
 
     @property
     def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return self.registry.host
+
+    @property
+    def port(self) -> int:
+        return self.registry.port
+
+    @property
+    def storage(self) -> Path:
+        return self.registry.storage
+
+    @property
+    def ca_file(self) -> Path:
+        return self.registry.ca_file
+
+    @property
+    def _process(self) -> subprocess.Popen[bytes] | None:
+        return self.registry.process
 
     def __enter__(self) -> Self:
-        binary = shutil.which(BINARY)
-        if binary is None:
-            raise RegistryUnavailable(f"{BINARY} not found on PATH: apt-get install docker-registry "
-                                      "(bin/test installs it)")
+        find_binary()  # before anything else needs a tool (openssl below): the missing registry is the news
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.ca_file.write_bytes(self.pki.ca_pem)
         write_igtf_ca(self.pki.ca_pem, self.ca_dir)
         if self.token_service is not None:
             self.token_service.__enter__()
         try:
-            self._start(binary)
+            self.registry = DockerRegistry(self.workdir, cert_pem=self.pki.cert_pem, key_pem=self.pki.key_pem,
+                                           ca_pem=self.pki.ca_pem, extra_config=self._extra_config()).start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
-        process, self._process = self._process, None
-        if process is not None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        self.registry.stop()
         if self.token_service is not None:
             self.token_service.__exit__(None, None, None)
 
     def blob_path(self, digest: str) -> Path:
         """Where the filesystem driver keeps the bytes of ``digest`` (distribution's storage layout)."""
-        algorithm, _, hexdigest = digest.partition(":")
-        return self.storage / "docker/registry/v2/blobs" / algorithm / hexdigest[:2] / hexdigest / "data"
+        return self.registry.blob_path(digest)
 
     def corrupt_blob(self, digest: str) -> None:
         """Flip the first byte of a stored blob, keeping its length: the registry then serves wrong bytes under
@@ -126,54 +120,10 @@ class RegistryServer:
         path.write_bytes(data.replace(old, new, 1))
 
     def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self._log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return self.registry.log_tail(lines)
 
-    def _start(self, binary: str) -> None:
-        # Another worker may take the port between probe and bind: try a few ports before giving up.
-        for _ in range(3):
-            self.port = free_port()
-            config = self.workdir / "config.yml"
-            config.write_text(yaml.safe_dump(self._config()))
-            with self._log.open("ab") as log:
-                self._process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log,
-                                                 stdin=subprocess.DEVNULL, start_new_session=True)
-            if self._wait_ready():
-                return
-            if "address already in use" not in self.log_tail():
-                break
-        raise RegistryUnavailable(f"{BINARY} did not come up on {self.host}; its log ends:\n{self.log_tail()}")
-
-    def _wait_ready(self) -> bool:
-        deadline = time.monotonic() + _START_TIMEOUT
-        assert self._process is not None
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                self._process = None
-                return False
-            try:
-                # Any HTTP answer (200, or 401 with a challenge) means it serves; TLS is checked against our CA.
-                requests.get(f"{self.url}/v2/", verify=str(self.ca_file), timeout=2)
-                return True
-            except requests.RequestException:
-                time.sleep(0.05)
-        return False
-
-    def _config(self) -> dict[str, Any]:
-        cert, key = self.workdir / "server.pem", self.workdir / "server.key"
-        cert.write_bytes(self.pki.cert_pem)
-        key.write_bytes(self.pki.key_pem)
-        key.chmod(0o600)
-        config: dict[str, Any] = {
-            "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
-            "storage": {"filesystem": {"rootdirectory": str(self.storage)}, "delete": {"enabled": True},
-                        "maintenance": {"uploadpurging": {"enabled": False}}},
-            "http": {"addr": self.host, "secret": secrets.token_hex(16),
-                     "tls": {"certificate": str(cert), "key": str(key)}},
-        }
+    def _extra_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {}
         if self.auth != "none":
             config["auth"] = self._auth_config()
         if self.notifications_url:
@@ -192,13 +142,6 @@ class RegistryServer:
         htpasswd = self.workdir / "htpasswd"
         htpasswd.write_text(f"{self.login.username}:{hashed}\n")
         return {"htpasswd": {"realm": "imagesync-test", "path": str(htpasswd)}}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 class Registries:

@@ -11,8 +11,9 @@ from pathlib import Path
 import yaml
 
 from imagesync.config import settings as config
+from imagesync.demo import cosign as cosign_sign
 from imagesync.sources.oci.cosign import signature_tag
-from tests.support import cosign_sign, oci_push
+from tests.support import oci_push
 from tests.support.oci_registry import RegistryServer
 
 EGI = {"eu.egi.cloud.tag": "2025-09-04-4d7122d6", "org.openstack.glance.os_distro": "ubuntu",

@@ -12,6 +12,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, rsa
 
+from imagesync.demo.cosign import PrivateKey, new_private_key, payload_for, public_key_pem, sig_manifest
+from imagesync.demo.cosign import signature_layer as layer
 from imagesync.errors import ConfigError, MalformedSignatureError
 from imagesync.sources.oci import cosign
 from imagesync.sources.oci.cosign import (
@@ -22,8 +24,6 @@ from imagesync.sources.oci.cosign import (
     SignatureLayer,
 )
 from tests.support import cosign_fixtures
-from tests.support.cosign_sign import PrivateKey, new_private_key, payload_for, public_key_pem, sig_manifest
-from tests.support.cosign_sign import signature_layer as layer
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER_DIGEST = "sha256:" + "cd" * 32

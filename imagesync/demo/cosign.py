@@ -1,10 +1,10 @@
-"""OUR OWN cosign-style signer for tests: not cosign, and no evidence of interoperability by itself.
+"""OUR OWN cosign-format signer, for the demo and the tests: not cosign, and no evidence of interoperability by itself.
 
 It builds what `cosign sign --key` pushes for a manifest digest: the simple-signing payload, its signature in
 the ``dev.cosignproject.cosign/signature`` annotation, and the `.sig` manifest (or an OCI 1.1 referrer
 manifest) with its config and layer blobs, laid out as cosign does. Interoperability is shown by the real
 cosign signatures in tests/unit/test_cosign.py; this signer only makes cases those cannot cover (other
-key types, wrong digests, tampering) cheap.
+key types, wrong digests, tampering) cheap, and lets ``imagesync demo --oci`` sign without cosign installed.
 """
 
 from __future__ import annotations
