@@ -30,7 +30,6 @@ import argparse
 import hashlib
 import json
 import os
-import re
 import statistics
 import subprocess
 import sys
@@ -45,10 +44,11 @@ import yaml
 from common import compile_like_installed, parse_size, work_dir  # bench/ is on sys.path when a benchmark runs
 from publisher import Listed, Publisher, later
 
+from imagesync.demo import cosign as cosign_sign
 from imagesync.sources.oci.cosign import signature_tag
-from tests.support import cosign_sign, oci_push
-from tests.support.oci_registry import RegistryServer
-from tests.support.tls import make_server_pki
+from tests.support import oci_push
+from tests.support.oci_registry import Logged, RegistryServer, logged_after
+from tests.support.tls import ServerPKI, make_server_pki
 
 BENCH = Path(__file__).resolve().parent
 RATIO_GOAL = 1.0
@@ -58,7 +58,6 @@ EGI = {"eu.egi.cloud.tag": "2025-09-04-bench", "org.openstack.glance.os_distro":
        "org.openstack.glance.os_version": "24.04", "org.openstack.glance.architecture": "x86_64",
        "org.openstack.glance.os_type": "linux", "org.openstack.glance.os_admin_user": "ubuntu",
        "org.openstack.glance.disk_format": "raw", "org.openstack.glance.container_format": "bare"}
-_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ')
 
 
 @dataclass(frozen=True)
@@ -70,14 +69,12 @@ class Run:
 class AccessLoggedRegistry(RegistryServer):
     """The tests' registry with its access log on (one Apache combined line per request, into its log file)."""
 
-    def _config(self) -> dict[str, Any]:
-        config = super()._config()
-        config["log"]["accesslog"] = {"disabled": False}
-        return config
+    def __init__(self, workdir: Path, pki: ServerPKI, **options: Any) -> None:
+        super().__init__(workdir, pki, access_log=True, **options)
 
     @property
     def log_file(self) -> Path:
-        return self.workdir / "registry.log"
+        return self.registry.log_file
 
 
 def tiny(name: str, size: int) -> bytes:
@@ -159,30 +156,12 @@ def held(config: Path) -> int:
     return sum(1 for _ in (config.parent / "archive").glob("*/*.json"))
 
 
-def access_lines(server: AccessLoggedRegistry, offset: int) -> tuple[list[str], int]:
-    """The registry's log lines after byte ``offset`` (waiting until it stops growing), and the new offset."""
-    size = -1
-    while size != server.log_file.stat().st_size:
-        size = server.log_file.stat().st_size
-        time.sleep(0.05)
-    with server.log_file.open("rb") as handle:
-        handle.seek(offset)
-        text = handle.read(size - offset).decode(errors="replace")
-    return text.splitlines(), size
-
-
-def classify(lines: Sequence[str]) -> Counter[str]:
+def classify(requests: Sequence[Logged]) -> Counter[str]:
     """Requests by kind: ``tags/list GET``, ``manifest HEAD``, ``manifest GET``, ``blob GET``, ... and ``401``."""
     counts: Counter[str] = Counter()
-    for line in lines:
-        match = _ACCESS.search(line)
-        if match is None:
-            continue
-        method, path, status = match["method"], match["path"].split("?")[0], match["status"]
-        kind = ("tags/list" if path.endswith("/tags/list") else "manifest" if "/manifests/" in path
-                else "blob" if "/blobs/" in path else "base /v2/" if path == "/v2/" else "other")
-        counts[f"{kind} {method}"] += 1
-        if status == "401":
+    for request in requests:
+        counts[f"{request.kind} {request.method}"] += 1
+        if request.status == 401:
             counts["401"] += 1
         counts["all"] += 1
     return counts
@@ -211,7 +190,7 @@ def noops(list_cfg: Path, registry_cfg: Path, server: AccessLoggedRegistry, publ
     registry_runs: list[Run] = []
     requests: list[Counter[str]] = []
     bytes_before = publisher.server.image_bytes
-    _, offset = access_lines(server, 0)
+    _, offset = logged_after(server.log_file, 0)
     for round_ in range(repeat):
         for source in ("list", "registry") if round_ % 2 == 0 else ("registry", "list"):
             if source == "list":
@@ -219,8 +198,8 @@ def noops(list_cfg: Path, registry_cfg: Path, server: AccessLoggedRegistry, publ
                 show(f"round {round_ + 1}: list no-op", list_runs[-1])
                 continue
             registry_runs.append(run_sync(registry_cfg))
-            lines, offset = access_lines(server, offset)
-            requests.append(classify(lines))
+            logged, offset = logged_after(server.log_file, offset)
+            requests.append(classify(logged))
             show(f"round {round_ + 1}: registry no-op", registry_runs[-1], f"  requests: {counts_text(requests[-1])}")
     return Noops(list_runs, registry_runs, requests, publisher.server.image_bytes - bytes_before)
 

@@ -38,8 +38,10 @@ class DockerRegistry:
     """One ``docker-registry serve`` process; a context manager that starts it and stops it (no process left)."""
 
     def __init__(self, workdir: Path, *, cert_pem: bytes, key_pem: bytes, ca_pem: bytes,
-                 extra_config: Mapping[str, Any] | None = None) -> None:
-        """Prepare (not start) a registry keeping its files in ``workdir``; ``ca_pem`` is what clients trust."""
+                 extra_config: Mapping[str, Any] | None = None, access_log: bool = False) -> None:
+        """Prepare (not start) a registry keeping its files in ``workdir``; ``ca_pem`` is what clients trust;
+        ``access_log`` writes one line per request into :attr:`log_file` (tests and benchmarks count them)."""
+        self.access_log = access_log
         self.workdir = workdir
         self.storage = workdir / "storage"
         self.ca_file = workdir / "ca.pem"
@@ -58,6 +60,11 @@ class DockerRegistry:
     def host(self) -> str:
         """``127.0.0.1:PORT``, as OCI references name a registry."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        """Where the registry's output (and access log) goes."""
+        return self._log
 
     @property
     def process(self) -> subprocess.Popen[bytes] | None:
@@ -144,7 +151,7 @@ class DockerRegistry:
         key.write_bytes(self._tls[1])
         return {
             "version": 0.1,
-            "log": {"level": "warn", "accesslog": {"disabled": True}},
+            "log": {"level": "warn", "accesslog": {"disabled": not self.access_log}},
             "storage": {"filesystem": {"rootdirectory": str(self.storage)}, "delete": {"enabled": True},
                         "maintenance": {"uploadpurging": {"enabled": False}}},
             "http": {"addr": self.host, "secret": secrets.token_hex(16),

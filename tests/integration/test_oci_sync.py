@@ -13,7 +13,7 @@ from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
 from tests.support import oci_push
-from tests.support.oci_registry import Registries
+from tests.support.oci_registry import Registries, logged_after
 from tests.support.oci_site import Site, disk, new_site
 
 
@@ -35,10 +35,15 @@ def test_first_sync_then_a_noop_that_downloads_nothing(site: Site) -> None:
     assert kinds(first) == [("add", "done")]
     [held] = site.held()
     assert held.read_bytes() == data
+    _, offset = logged_after(site.server.registry.log_file, 0)
     again = sync(settings, dry_run=False)
     assert again.exit_code == EXIT_OK
     assert kinds(again) == [("keep", "done")] and again.bytes_downloaded == 0
     assert [o.status for o in again.lists] == ["unchanged"]
+    # What the registry was asked (its own access log): tag lists and manifest digests only, no body of anything.
+    asked = {(r.kind, r.method) for r in logged_after(site.server.registry.log_file, offset)[0]
+             if site.repository in r.path}
+    assert asked == {("tags/list", "GET"), ("manifest", "HEAD")}, asked
 
 
 def test_a_repushed_floating_tag_is_a_new_version_and_the_old_one_retires_after(site: Site) -> None:

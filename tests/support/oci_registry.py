@@ -11,8 +11,10 @@ use) and ``oci_registries`` (pick a mode by name).
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ class RegistryServer:
     manager that starts it (and its token service) and stops both (no process left)."""
 
     def __init__(self, workdir: Path, pki: ServerPKI, *, auth: AuthMode = "none",
-                 notifications_url: str | None = None, anonymous_pull: bool = False) -> None:
+                 notifications_url: str | None = None, anonymous_pull: bool = False, access_log: bool = False) -> None:
         self.workdir = workdir
         self.pki = pki
         self.auth = auth
@@ -53,7 +55,8 @@ class RegistryServer:
         self.ca_dir = workdir / "ca"
         self.token_service = (TokenService(pki, {USER: self.login.password}, anonymous_pull=anonymous_pull)
                               if self.login and auth == "token" else None)
-        self.registry = DockerRegistry(workdir, cert_pem=pki.cert_pem, key_pem=pki.key_pem, ca_pem=pki.ca_pem)
+        self.registry = DockerRegistry(workdir, cert_pem=pki.cert_pem, key_pem=pki.key_pem, ca_pem=pki.ca_pem,
+                                       access_log=access_log)
 
     @property
     def url(self) -> str:
@@ -87,7 +90,8 @@ class RegistryServer:
             self.token_service.__enter__()
         try:
             self.registry = DockerRegistry(self.workdir, cert_pem=self.pki.cert_pem, key_pem=self.pki.key_pem,
-                                           ca_pem=self.pki.ca_pem, extra_config=self._extra_config()).start()
+                                           ca_pem=self.pki.ca_pem, extra_config=self._extra_config(),
+                                           access_log=self.registry.access_log).start()
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -144,6 +148,39 @@ class RegistryServer:
         return {"htpasswd": {"realm": "imagesync-test", "path": str(htpasswd)}}
 
 
+@dataclass(frozen=True)
+class Logged:
+    """One request as the registry's access log has it."""
+
+    method: str
+    path: str  # without the query
+    status: int
+
+    @property
+    def kind(self) -> str:
+        """``tags/list``, ``manifest``, ``blob``, ``base /v2/`` or ``other``."""
+        path = self.path
+        return ("tags/list" if path.endswith("/tags/list") else "manifest" if "/manifests/" in path
+                else "blob" if "/blobs/" in path else "base /v2/" if path == "/v2/" else "other")
+
+
+_ACCESS = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3}) ')
+
+
+def logged_after(log_file: Path, offset: int) -> tuple[list[Logged], int]:
+    """The requests a registry started with ``access_log`` logged after byte ``offset`` (waiting until the log
+    stops growing: lines are written as responses complete), and the new offset."""
+    size = -1
+    while size != log_file.stat().st_size:
+        size = log_file.stat().st_size
+        time.sleep(0.05)
+    with log_file.open("rb") as handle:
+        handle.seek(offset)
+        text = handle.read(size - offset).decode(errors="replace")
+    found = [_ACCESS.search(line) for line in text.splitlines()]
+    return [Logged(m["method"], m["path"].split("?")[0], int(m["status"])) for m in found if m], size
+
+
 class Registries:
     """One registry per auth mode, started on first use and stopped at the end of the session."""
 
@@ -154,7 +191,7 @@ class Registries:
 
     def get(self, auth: AuthMode) -> RegistryServer:
         if auth not in self._running:
-            server = RegistryServer(self._root / f"{auth}-{os.getpid()}", self._pki, auth=auth)
+            server = RegistryServer(self._root / f"{auth}-{os.getpid()}", self._pki, auth=auth, access_log=True)
             self._running[auth] = server.__enter__()
         return self._running[auth]
 

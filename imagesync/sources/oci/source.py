@@ -10,6 +10,7 @@ kept as the targets hold it (``ListDesire.unknown``) and reported as a problem, 
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
@@ -27,6 +28,8 @@ from imagesync.util import redact
 from imagesync.util.logfields import fields
 
 log = logging.getLogger(__name__)
+# Manifest HEADs in flight per registry: below requests' connection pool (10 per host), kind to the registry.
+_HEADS_AT_ONCE = 8
 
 
 @dataclass(frozen=True)
@@ -84,10 +87,13 @@ class RegistrySource:
         scan = Scan(self.client, self.settings, self.problems)
         seen: dict[str, Seen] = {}
         unknown: list[str] = []
-        for repository, tag in followed(scan, self.settings):
+        tags = list(followed(scan, self.settings))
+        for (repository, tag), digest in zip(tags, self._digests(tags), strict=True):
             identifier = f"{self.client.name}/{repository}:{tag}"
             try:
-                seen[identifier] = self._artifact(repository, tag, memory.get(identifier))
+                if isinstance(digest, ImagesyncError):
+                    raise digest
+                seen[identifier] = self._artifact(repository, tag, digest, memory.get(identifier))
             except (artifact.Refused, SignatureError, ImagesyncError) as exc:
                 self._problem(f"{identifier}: {redact.text(exc.one_line())}")
                 unknown.append(identifier)
@@ -105,8 +111,21 @@ class RegistrySource:
         return SourceOutcome(settings=_View(self.name, self.settings), status=status, error=None, accepted=accepted,
                              desire=desire, kind=self.kind, problems=tuple(self.problems))
 
-    def _artifact(self, repository: str, tag: str, before: Seen | None) -> Seen:
-        digest = self.client.manifest_digest(repository, tag)
+    def _digests(self, tags: list[tuple[str, str]]) -> list[str | ImagesyncError]:
+        """Each tag's manifest digest (HEAD), several at once: on a no-op rerun these requests are nearly all the
+        work, and one after another they wait on the registry's round trips (bench/oci.py)."""
+        def head(item: tuple[str, str]) -> str | ImagesyncError:
+            try:
+                return self.client.manifest_digest(*item)
+            except ImagesyncError as exc:
+                return exc
+
+        if len(tags) < 2:
+            return [head(item) for item in tags]
+        with ThreadPoolExecutor(max_workers=min(_HEADS_AT_ONCE, len(tags)), thread_name_prefix="oci-head") as pool:
+            return list(pool.map(head, tags))
+
+    def _artifact(self, repository: str, tag: str, digest: str, before: Seen | None) -> Seen:
         if before is not None and before.image.version == digest:
             return before  # verified before, under these very keys: the digest says the bytes are the same
         manifest = self.client.manifest(repository, digest)
