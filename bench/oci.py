@@ -236,13 +236,16 @@ def main() -> int:
     parser.add_argument("--repositories", type=int, default=5, help="registry repositories the images spread over")
     parser.add_argument("--image-size", type=parse_size, default=4096, help="bytes per image (default 4k)")
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--auth", choices=("htpasswd", "token"), default="htpasswd",
+                        help="registry login: htpasswd (Basic; the registry checks a bcrypt hash on every request) or "
+                             "token (bearer tokens, as Harbor hands out)")
     parser.add_argument("--dir", type=Path, default=None, help="where the temporary files go")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, configs) at the end")
     args = parser.parse_args()
     compile_like_installed()
     with work_dir(args.dir, args.keep) as root, Publisher(root) as publisher, \
             AccessLoggedRegistry(root / "registry-server", make_server_pki("imagesync bench registry CA"),
-                                 auth="htpasswd") as server:
+                                 auth=args.auth) as server:
         t0 = time.perf_counter()
         path = publish_list(publisher, args.images, args.image_size)
         key = cosign_sign.new_private_key()
