@@ -116,12 +116,26 @@ def test_both_pages_are_listed_the_vo_is_the_project_and_only_floating_tags_foll
     assert result.exit_code == EXIT_OK, [o.error for o in result.lists] + [r.error for r in result.results]
     assert kinds(result) == [("add", "alma:9", "done"), ("add", "ubuntu:22.04", "done"),
                              ("add", "ubuntu:24.04", "done")]
-    listings = [s for s in harbor.fake.requests[mark:] if s.path.startswith("/api/")]
+    listings = [s for s in harbor.fake.requests[mark:] if s.path.startswith("/api/") and "/artifacts" not in s.path]
     user = harbor.server.login.username if harbor.server.login else None
     assert [(s.path.split("?")[1], s.status, s.user) for s in listings] == [
         ("page=1&page_size=100", 200, user), ("page=2&page_size=100", 200, user)]
     base = f"{harbor.fake.host}/{harbor.project}"
     assert held_vos(tmp_path) == {f"{base}/{i}": harbor.project for i in ("alma:9", "ubuntu:22.04", "ubuntu:24.04")}
+
+
+def test_a_noop_rerun_asks_harbor_one_artifacts_page_per_repository_and_the_registry_nothing(
+        harbor: Harbor, tmp_path: Path) -> None:
+    settings = harbor.config(tmp_path)
+    assert sync(settings, dry_run=False).exit_code == EXIT_OK
+    mark = len(harbor.fake.requests)
+    again = sync(settings, dry_run=False)
+    assert again.exit_code == EXIT_OK and again.bytes_downloaded == 0
+    asked = harbor.fake.requests[mark:]
+    # Every tag's digest comes with Harbor's artifacts listing: no tags/list, no manifest HEAD per tag.
+    assert not [s.path for s in asked if s.path.startswith("/v2/")], [s.path for s in asked][:5]
+    artifacts = [s for s in asked if "/artifacts" in s.path]
+    assert len(artifacts) == len(PUSHED) + FILLERS and all(s.status == 200 for s in artifacts)
 
 
 def test_images_subset(harbor: Harbor, tmp_path: Path) -> None:

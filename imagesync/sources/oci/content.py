@@ -166,6 +166,28 @@ def parse_repositories(raw: bytes, project: str) -> list[str]:
     return [name for name in names if isinstance(name, str)]
 
 
+def parse_artifact_tags(raw: bytes, project: str) -> dict[str, str]:
+    """``{tag: digest}`` of one page of Harbor's artifacts listing (``with_tag=true``); untagged artifacts give
+    nothing. Raises ContentError."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContentError("not an artifact list (no JSON)") from exc
+    if not isinstance(data, list):
+        raise ContentError("not an artifact list")
+    found: dict[str, str] = {}
+    for item in data:
+        if not isinstance(item, dict) or not isinstance(item.get("digest"), str):
+            raise ContentError("artifact without a digest")
+        digest = check_digest(item["digest"])
+        for tag in item.get("tags") or []:
+            name = tag.get("name") if isinstance(tag, dict) else None
+            if not isinstance(name, str):
+                raise ContentError(f"artifact {digest[:19]} has a tag without a name")
+            found[check_tag(name)] = digest
+    return found
+
+
 def parse_descriptor(item: object) -> Descriptor:
     """One descriptor from JSON. Raises ContentError if a required field is missing or of the wrong type."""
     if not isinstance(item, dict):

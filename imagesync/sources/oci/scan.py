@@ -28,16 +28,23 @@ class Scan:
             return self.client.harbor_repositories(self.settings.harbor_project)
         return list(self.settings.repositories)
 
+    def tags(self, repository: str) -> dict[str, str | None]:
+        """The tags of ``repository``, with their digests when Harbor's listing gives them. Raises RegistryError."""
+        if self.settings.harbor_project:
+            return dict(self.client.harbor_tags(self.settings.harbor_project, repository))
+        return dict.fromkeys(self.client.tags(repository))
 
-def followed(scan: Scan, settings: RegistrySettings) -> Iterator[tuple[str, str]]:
-    """(repository, tag) of every followed tag, in name order. Raises RegistryError when a repository cannot be
-    listed: its tags are unknown, so nothing of the registry may retire (invariant 1)."""
+
+def followed(scan: Scan, settings: RegistrySettings) -> Iterator[tuple[str, str, str | None]]:
+    """(repository, tag, digest) of every followed tag, in name order; the digest where the listing gives it
+    (Harbor's), else None. Raises RegistryError when a repository cannot be listed: its tags are unknown, so
+    nothing of the registry may retire (invariant 1)."""
     pattern = re.compile(settings.tag_pattern) if settings.tag_pattern else None
     subset = set(settings.images)
     for repository in sorted(scan.repositories()):
-        for tag in sorted(scan.client.tags(repository)):
+        for tag, digest in sorted(scan.tags(repository).items()):
             if _ATTACHMENT.match(tag) or (pattern is not None and not pattern.search(tag)):
                 continue
             if subset and f"{repository}:{tag}" not in subset:
                 continue
-            yield repository, tag
+            yield repository, tag, digest

@@ -88,7 +88,7 @@ class RegistrySource:
         seen: dict[str, Seen] = {}
         unknown: list[str] = []
         tags = list(followed(scan, self.settings))
-        for (repository, tag), digest in zip(tags, self._digests(tags), strict=True):
+        for (repository, tag, _), digest in zip(tags, self._digests(tags), strict=True):
             identifier = f"{self.client.name}/{repository}:{tag}"
             try:
                 if isinstance(digest, ImagesyncError):
@@ -111,16 +111,17 @@ class RegistrySource:
         return SourceOutcome(settings=_View(self.name, self.settings), status=status, error=None, accepted=accepted,
                              desire=desire, kind=self.kind, problems=tuple(self.problems))
 
-    def _digests(self, tags: list[tuple[str, str]]) -> list[str | ImagesyncError]:
-        """Each tag's manifest digest (HEAD), several at once: on a no-op rerun these requests are nearly all the
-        work, and one after another they wait on the registry's round trips (bench/oci.py)."""
-        def head(item: tuple[str, str]) -> str | ImagesyncError:
+    def _digests(self, tags: list[tuple[str, str, str | None]]) -> list[str | ImagesyncError]:
+        """Each tag's manifest digest: as listed (Harbor), else by HEAD, several at once: on a no-op rerun these
+        requests are nearly all the work, and one after another they wait on the registry's round trips."""
+        def head(item: tuple[str, str, str | None]) -> str | ImagesyncError:
+            repository, tag, listed = item
             try:
-                return self.client.manifest_digest(*item)
+                return listed or self.client.manifest_digest(repository, tag)
             except ImagesyncError as exc:
                 return exc
 
-        if len(tags) < 2:
+        if sum(1 for item in tags if item[2] is None) < 2:
             return [head(item) for item in tags]
         with ThreadPoolExecutor(max_workers=min(_HEADS_AT_ONCE, len(tags)), thread_name_prefix="oci-head") as pool:
             return list(pool.map(head, tags))
