@@ -161,7 +161,9 @@ def sync_text(result: SyncResult) -> str:
         count = outcome.accepted.image_count if outcome.accepted else 0
         unsigned = " UNSIGNED" if outcome.settings.signature == "none" else ""
         state = f"FAILED: {outcome.error}" if outcome.status == "failed" else f"{outcome.status}, {count} images"
-        lines.append(f"list {outcome.settings.name}{unsigned}: {state}")
+        noun = "list" if outcome.kind == "hepix" else "registry"
+        lines.append(f"{noun} {outcome.settings.name}{unsigned}: {state}")
+        lines += [f"  refused: {problem}" for problem in outcome.problems]
     lines += [f"target {t.name}: FAILED: {t.error}" for t in result.targets if t.status != "ok"]
     for item in result.results:
         if item.action.kind == "keep" and item.status != "failed":

@@ -4,6 +4,7 @@ cosign's own signatures are checked in tests/unit/test_cosign.py)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import requests
 from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
-from tests.support import oci_push
+from tests.support import cli, oci_push
 from tests.support.oci_registry import Registries, logged_after
 from tests.support.oci_site import Site, disk, new_site
 
@@ -164,3 +165,15 @@ def test_a_newly_required_annotation_is_checked_on_artifacts_accepted_before(sit
     result = sync(site.config(required_annotation="eu.egi.cloud.tag"), dry_run=False)
     assert result.lists[0].problems and "no eu.egi.cloud.tag annotation" in result.lists[0].problems[0]
     assert kinds(result) == [("keep", "done")]  # refused now, but what the target holds of it stays
+
+
+def test_the_cli_reports_a_registry_as_a_registry(site: Site) -> None:
+    site.push("24.04", disk(b"reported"))
+    site.push("unsigned", disk(b"refused"), sign=False)
+    site.config()
+    done = cli.run("sync", config=site.config_file)
+    assert done.returncode == EXIT_PARTIAL, done.stderr
+    assert "registry reg: ok, 1 images" in done.stdout and "  refused: " in done.stdout
+    listed = cli.run("lists", "--format", "json", config=site.config_file)
+    [entry] = json.loads(listed.stdout)["lists"]
+    assert entry["kind"] == "oci" and entry["status"] == "ok" and entry["images"] == 1
