@@ -120,10 +120,7 @@ def verify_digest(data: bytes, expected: str, what: str) -> None:
 
 def parse_manifest(raw: bytes, content_type: str | None, digest: str) -> Manifest:
     """Parse a manifest body already checked against ``digest``. Raises ContentError if it is no JSON object."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContentError("manifest is not JSON") from exc
+    data = _json(raw, "manifest")
     if not isinstance(data, dict):
         raise ContentError("manifest is not a JSON object")
     declared = data.get("mediaType")
@@ -136,10 +133,7 @@ def parse_manifest(raw: bytes, content_type: str | None, digest: str) -> Manifes
 
 def parse_tags(raw: bytes) -> list[str]:
     """The ``tags`` of a tag list page (null for an empty repository). Raises ContentError if it is none."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContentError("not a tag list (no JSON)") from exc
+    data = _json(raw, "tag list")
     tags = data.get("tags") if isinstance(data, dict) else None
     if tags is None and isinstance(data, dict):
         return []
@@ -151,12 +145,7 @@ def parse_tags(raw: bytes) -> list[str]:
 def parse_repositories(raw: bytes, project: str) -> list[str]:
     """The repository names of one page of Harbor's repositories listing, each checked and inside ``project``.
     Raises ContentError."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContentError("not a repository list (no JSON)") from exc
-    if not isinstance(data, list):
-        raise ContentError("not a repository list")
+    data = _json_list(raw, "repository list")
     names = [item.get("name") if isinstance(item, dict) else None for item in data]
     for name in names:
         # A name outside the project would let one Harbor project speak for another's images.
@@ -169,12 +158,7 @@ def parse_repositories(raw: bytes, project: str) -> list[str]:
 def parse_artifact_tags(raw: bytes, project: str) -> dict[str, str]:
     """``{tag: digest}`` of one page of Harbor's artifacts listing (``with_tag=true``); untagged artifacts give
     nothing. Raises ContentError."""
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ContentError("not an artifact list (no JSON)") from exc
-    if not isinstance(data, list):
-        raise ContentError("not an artifact list")
+    data = _json_list(raw, "artifact list")
     found: dict[str, str] = {}
     for item in data:
         if not isinstance(item, dict) or not isinstance(item.get("digest"), str):
@@ -186,6 +170,20 @@ def parse_artifact_tags(raw: bytes, project: str) -> dict[str, str]:
                 raise ContentError(f"artifact {digest[:19]} has a tag without a name")
             found[check_tag(name)] = digest
     return found
+
+
+def _json(raw: bytes, what: str) -> Any:
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ContentError(f"{what} is not JSON") from exc
+
+
+def _json_list(raw: bytes, what: str) -> list[Any]:
+    data = _json(raw, what)
+    if not isinstance(data, list):
+        raise ContentError(f"{what} is not a JSON list")
+    return data
 
 
 def parse_descriptor(item: object) -> Descriptor:
