@@ -29,7 +29,7 @@ from imagesync.demo.world import VO, DemoImage
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 EMPTY_CONFIG = "application/vnd.oci.empty.v1+json"
 QEMU_DISK = "application/x-qemu-disk"  # the layer media type EGI publishes
-REGISTRY_NAME = "registry"
+REGISTRY_NAME = "demo"
 _TIMEOUT = 30.0
 
 

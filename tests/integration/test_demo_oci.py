@@ -44,9 +44,9 @@ def test_demo_oci_tells_the_three_steps_and_leaves_no_registry_running() -> None
     assert "(Debian's docker-registry; TLS from an ephemeral CA, no auth)" in out
     assert first.count("(new image) -> done") == 2 and "demo/alpine:3 sha256:" in first
     assert "exit code 0: success" in first
-    assert "list registry: unchanged, 2 images" in second and "0.0 MiB downloaded" in second
+    assert "registry demo: unchanged, 2 images" in second and "0.0 MiB downloaded" in second
     assert "2 keep, 0 failed" in second and "exit code 0: success" in second
-    assert "update          archive: registry/127.0.0.1:" in third and "demo/alpine:3 sha256:" in third
+    assert "update          archive: demo/127.0.0.1:" in third and "demo/alpine:3 sha256:" in third
     assert "1 update" in third and "(retired)" in third and third.count("(active)") == 2
     assert "demo/debian:13: no valid cosign signature by a configured key" in third
     assert "demo/debian:13" not in third[third.index("target now holds:"):]  # refused, never uploaded
