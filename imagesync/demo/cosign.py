@@ -5,6 +5,10 @@ the ``dev.cosignproject.cosign/signature`` annotation, and the `.sig` manifest (
 manifest) with its config and layer blobs, laid out as cosign does. Interoperability is shown by the real
 cosign signatures in tests/unit/test_cosign.py; this signer only makes cases those cannot cover (other
 key types, wrong digests, tampering) cheap, and lets ``imagesync demo --oci`` sign without cosign installed.
+
+It also builds what cosign >= 3.0 pushes by default: an in-toto statement signed as DSSE inside a Sigstore
+bundle v0.3 (:func:`sigstore_bundle`), and the OCI 1.1 referrer manifest carrying it (:func:`bundle_referrer`).
+No real cosign 3 bundle is at hand to test against (see /work/notes/cosign-formats.md for the format's sources).
 """
 
 from __future__ import annotations
@@ -18,6 +22,13 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
+from imagesync.sources.oci.bundle import (
+    BUNDLE_MEDIA_TYPE,
+    INTOTO_PAYLOAD_TYPE,
+    SIGN_PREDICATE_TYPE,
+    STATEMENT_TYPE,
+    pae,
+)
 from imagesync.sources.oci.cosign import (
     PAYLOAD_TYPE,
     SIGNATURE_ANNOTATION,
@@ -30,6 +41,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed25519Pri
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 
 
 @dataclass(frozen=True)
@@ -104,6 +116,50 @@ def sig_manifest(layers: Sequence[SignatureLayer], *, subject: dict[str, object]
         document["subject"] = subject
     manifest = json.dumps(document, separators=(",", ":")).encode()
     return SignatureManifest(manifest=manifest, digest=_digest(manifest), blobs=blobs, layers=tuple(layers))
+
+
+def statement_for(digest: str, predicate_type: str = SIGN_PREDICATE_TYPE) -> bytes:
+    """The in-toto statement `cosign sign` signs for ``digest``: one subject, no name, an empty predicate."""
+    algorithm, value = digest.split(":", 1)
+    document = {"_type": STATEMENT_TYPE, "subject": [{"digest": {algorithm: value}}],
+                "predicateType": predicate_type, "predicate": {}}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+def sigstore_bundle(key: PrivateKey, statement: bytes, *, signed: bytes | None = None) -> bytes:
+    """A key-based Sigstore bundle v0.3 holding ``statement`` in a DSSE envelope signed by ``key``; with
+    ``signed``, the signature is over that statement instead (a tampered envelope). No Rekor entry."""
+    signature = sign(key, pae(INTOTO_PAYLOAD_TYPE, statement if signed is None else signed))
+    spki = key.public_key().public_bytes(serialization.Encoding.DER,
+                                         serialization.PublicFormat.SubjectPublicKeyInfo)
+    document = {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        # cosign's hint: base64 of the SHA-256 of the key's DER SPKI. Unauthenticated; verifiers ignore it.
+        "verificationMaterial": {"publicKey": {"hint": base64.b64encode(hashlib.sha256(spki).digest()).decode()},
+                                 "tlogEntries": []},
+        "dsseEnvelope": {"payload": base64.b64encode(statement).decode(), "payloadType": INTOTO_PAYLOAD_TYPE,
+                         "signatures": [{"sig": signature}]},
+    }
+    return json.dumps(document).encode()
+
+
+def bundle_referrer(bundle: bytes, subject: dict[str, object]) -> SignatureManifest:
+    """The referrer manifest cosign 3 pushes for ``bundle``, pointing at ``subject`` (a descriptor)."""
+    config = b"{}"
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": BUNDLE_MEDIA_TYPE,
+        "config": {"mediaType": OCI_EMPTY, "artifactType": BUNDLE_MEDIA_TYPE, "size": len(config),
+                   "digest": _digest(config)},
+        "layers": [{"mediaType": BUNDLE_MEDIA_TYPE, "size": len(bundle), "digest": _digest(bundle)}],
+        "subject": subject,
+        "annotations": {"dev.sigstore.bundle.content": "dsse-envelope",
+                        "dev.sigstore.bundle.predicateType": SIGN_PREDICATE_TYPE},
+    }
+    manifest = json.dumps(document, separators=(",", ":")).encode()
+    return SignatureManifest(manifest=manifest, digest=_digest(manifest),
+                             blobs={_digest(config): config, _digest(bundle): bundle}, layers=())
 
 
 def _descriptor(layer: SignatureLayer) -> dict[str, object]:

@@ -13,6 +13,7 @@ import requests
 from imagesync.demo import cosign as cosign_sign
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import SyncResult, sync
+from imagesync.sources.oci.bundle import BUNDLE_MEDIA_TYPE
 from tests.support import cli, oci_push
 from tests.support.oci_registry import Registries, logged_after
 from tests.support.oci_site import Site, disk, new_site
@@ -110,6 +111,31 @@ def test_a_signature_found_through_the_referrers_tag_schema_is_accepted(site: Si
     site.sign(pushed.digest, site.key, referrer=True)
     result = sync(site.config(), dry_run=False)
     assert kinds(result) == [("add", "done")], result.lists[0].problems
+
+
+@pytest.mark.parametrize("listed_as", [BUNDLE_MEDIA_TYPE, "application/vnd.oci.empty.v1+json"])
+def test_an_artifact_signed_only_the_cosign_3_way_syncs(site: Site, listed_as: str) -> None:
+    # A Sigstore bundle referrer and no `.sig` tag: what `cosign sign --key` (>= 3.0) pushes. cosign 3.0.x's
+    # registry library listed it in the tag schema's index under the empty config type, 3.1 under its own.
+    pushed = site.push("24.04", disk(b"signed the cosign 3 way"), sign=False)
+    site.sign_bundle(pushed.digest, site.key, listed_as=listed_as)
+    result = sync(site.config(), dry_run=False)
+    assert kinds(result) == [("add", "done")], result.lists[0].problems
+    [held] = site.held()
+    assert held.read_bytes() == disk(b"signed the cosign 3 way")
+
+
+def test_a_cosign_3_bundle_by_another_key_is_refused(site: Site) -> None:
+    pushed = site.push("stranger", disk(b"a stranger's bundle"), sign=False)
+    site.sign_bundle(pushed.digest, cosign_sign.new_private_key())
+    site.push("unsigned", disk(b"nothing at all"), sign=False)
+    result = sync(site.config(), dry_run=False)
+    assert result.exit_code == EXIT_PARTIAL and result.results == []
+    problems = sorted(result.lists[0].problems)
+    assert len(problems) == 2, problems
+    assert "no valid signature by a configured key in the Sigstore bundle" in problems[0], problems
+    assert "neither a legacy signature (.sig tag or referrer) nor a cosign 3 Sigstore bundle" in problems[1], problems
+    assert site.held() == []
 
 
 def test_signature_none_syncs_unsigned_and_says_so(site: Site) -> None:

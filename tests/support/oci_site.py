@@ -12,7 +12,8 @@ import yaml
 
 from imagesync.config import settings as config
 from imagesync.demo import cosign as cosign_sign
-from imagesync.sources.oci.cosign import signature_tag
+from imagesync.sources.oci.bundle import BUNDLE_MEDIA_TYPE
+from imagesync.sources.oci.cosign import SIGNATURE_ARTIFACT_TYPE, signature_tag
 from tests.support import oci_push
 from tests.support.oci_registry import RegistryServer
 
@@ -70,15 +71,30 @@ class Site:
         layer = cosign_sign.signature_layer(key, digest)
         subject = {"mediaType": oci_push.OCI_MANIFEST, "digest": digest, "size": 1} if referrer else None
         made = cosign_sign.sig_manifest([layer], subject=subject)
+        if referrer:
+            self._push_referrer(digest, made, SIGNATURE_ARTIFACT_TYPE)
+            return
         for data in made.blobs.values():
             oci_push.push_blob(self.server, self.repository, data)
-        if not referrer:
-            oci_push.push_manifest(self.server, self.repository, signature_tag(digest), made.manifest)
-            return
-        # docker-registry 2.8 has no referrers API: the OCI 1.1 tag schema's index points at the signature.
+        oci_push.push_manifest(self.server, self.repository, signature_tag(digest), made.manifest)
+
+    def sign_bundle(self, digest: str, key: cosign_sign.PrivateKey, *,
+                    listed_as: str = BUNDLE_MEDIA_TYPE) -> None:
+        """Sign ``digest`` the cosign 3 way: a Sigstore bundle referrer, and no `.sig` tag. ``listed_as`` is the
+        artifactType the tag schema's index gives it (cosign 3.0.x wrote the empty config type there)."""
+        subject = {"mediaType": oci_push.OCI_MANIFEST, "digest": digest, "size": 1}
+        made = cosign_sign.bundle_referrer(cosign_sign.sigstore_bundle(key, cosign_sign.statement_for(digest)),
+                                           subject)
+        self._push_referrer(digest, made, listed_as)
+
+    def _push_referrer(self, digest: str, made: cosign_sign.SignatureManifest, artifact_type: str) -> None:
+        # docker-registry 2.8 has no referrers API: the OCI 1.1 tag schema's index points at the referrer, as
+        # go-containerregistry (cosign's registry library) writes it there. One referrer per artifact here.
+        for data in made.blobs.values():
+            oci_push.push_blob(self.server, self.repository, data)
         index = {"schemaVersion": 2, "mediaType": oci_push.OCI_INDEX, "manifests": [
             {"mediaType": oci_push.OCI_MANIFEST, "digest": made.digest, "size": len(made.manifest),
-             "artifactType": "application/vnd.dev.cosign.artifact.sig.v1+json"}]}
+             "artifactType": artifact_type}]}
         oci_push.push_manifest(self.server, self.repository, made.digest, made.manifest)
         oci_push.push_manifest(self.server, self.repository, digest.replace(":", "-"), index,
                                media_type=oci_push.OCI_INDEX)

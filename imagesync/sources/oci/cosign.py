@@ -23,7 +23,8 @@ verifier (certificate chain to the Fulcio root, SCT, Rekor inclusion proof or SE
 and return the payload only if all hold; payload parsing and the digest check below stay shared, and the
 returned :class:`~imagesync.model.Signer` names the identity (``dn``) and issuer (``ca``) instead of a key.
 cosign 3's default "new bundle format" (a Sigstore bundle referrer, :data:`SIGSTORE_BUNDLE_ARTIFACT_TYPE`, DSSE
-over an in-toto statement) is a third payload kind and is not verified here.
+over an in-toto statement) is a third payload kind, verified by :mod:`imagesync.sources.oci.bundle` with the
+same keys and :func:`verifies`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ CHAIN_ANNOTATION = "dev.sigstore.cosign/chain"
 BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 # `cosign sign --registry-referrers-mode=oci-1-1`: the referrer manifest's artifactType and config.mediaType.
 SIGNATURE_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
-# cosign >= 3.0 by default: a Sigstore bundle as referrer. Recognised by the client, refused by this module.
+# cosign >= 3.0 by default: a Sigstore bundle as referrer (verified in bundle.py, not here).
 SIGSTORE_BUNDLE_ARTIFACT_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 PAYLOAD_TYPE = "cosign container image signature"
 
@@ -166,7 +167,7 @@ def _signed_payload(layer: SignatureLayer,
         raise MalformedSignatureError(f"payload of {len(layer.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
     signature = _decoded_signature(layer.annotations.get(SIGNATURE_ANNOTATION))
     for key in keys:
-        if _verifies(key.key, signature, layer.payload):
+        if verifies(key.key, signature, layer.payload):
             return key, layer.payload
     return None, layer.payload
 
@@ -182,12 +183,13 @@ def _decoded_signature(text: str | None) -> bytes:
         raise MalformedSignatureError("signature annotation is not valid base64") from None
 
 
-def _verifies(key: PublicKeyType, signature: bytes, payload: bytes) -> bool:
-    """Whether ``signature`` is ``key``'s over ``payload``, with the hashes cosign signs with for that key type."""
+def verifies(key: PublicKeyType, signature: bytes, payload: bytes) -> bool:
+    """Whether ``signature`` is ``key``'s over ``payload``, with the hashes cosign signs with for that key type.
+    Raises nothing."""
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
-            # Pure Ed25519 (cosign < 2.6, containers/image). cosign >= 2.6 defaults to Ed25519ph, which
-            # `cryptography` cannot verify: such signatures are refused, not misread.
+            # Pure Ed25519 (cosign < 2.6, containers/image, DSSE by sigstore's convention). cosign >= 2.6
+            # defaults to Ed25519ph, which `cryptography` cannot verify: such signatures are refused, not misread.
             key.verify(signature, payload)
         elif isinstance(key, rsa.RSAPublicKey):
             key.verify(signature, payload, padding.PKCS1v15(), hashes.SHA256())
