@@ -162,8 +162,8 @@ def sync_text(result: SyncResult) -> str:
         unsigned = " UNSIGNED" if outcome.settings.signature == "none" else ""
         state = f"FAILED: {outcome.error}" if outcome.status == "failed" else f"{outcome.status}, {count} images"
         noun = "list" if outcome.kind == "hepix" else "registry"
-        lines.append(f"{noun} {outcome.settings.name}{unsigned}: {state}")
-        lines += [f"  refused: {problem}" for problem in outcome.problems]
+        refused = f", {len(outcome.problems)} refused (see the notes)" if outcome.problems else ""
+        lines.append(f"{noun} {outcome.settings.name}{unsigned}: {state}{refused}")
     lines += [f"target {t.name}: FAILED: {t.error}" for t in result.targets if t.status != "ok"]
     for item in result.results:
         if item.action.kind == "keep" and item.status != "failed":
