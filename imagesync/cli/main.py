@@ -8,10 +8,8 @@ no state, driver or metrics code, and only a run that writes metrics imports pro
 from __future__ import annotations
 
 import io
-import json
 import logging
 import sys
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -19,40 +17,18 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from imagesync.cli import logs
+from imagesync.cli.context import FORMAT, Context, json_text_of, print_json
+from imagesync.cli.verify import verify
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
 from imagesync.net import patience
 from imagesync.util import redact
-from imagesync.util.textsafe import json_text, one_line
+from imagesync.util.textsafe import one_line
 
 if TYPE_CHECKING:
     from imagesync.cli.metrics import Recorder
-    from imagesync.config.settings import ListSettings, Settings
+    from imagesync.config.settings import Settings
 
 log = logging.getLogger(__name__)
-FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-
-
-@dataclass
-class Context:
-    config_arg: str | None
-    verbose: bool
-    # -q: sync, plan and gc print no report; failures reach stderr as ERROR records, once each.
-    quiet: bool = False
-    log_format: str = "text"
-
-    def settings(self, *, required: bool = True, interactive: bool = False) -> Settings:
-        """The loaded configuration; without a config file (and none asked for) defaults when not required.
-        ``interactive`` commands get the terminal's patience (:mod:`imagesync.net.patience`). Raises ConfigError."""
-        from imagesync.config import settings as config
-
-        path = config.config_path(self.config_arg)
-        if not required and self.config_arg is None and not path.exists():
-            settings = config.from_mapping({}, source=Path("imagesync.yaml"))
-        else:
-            settings = config.load(path)
-        if settings.log.syslog:
-            logs.add_syslog(settings.log.syslog_socket, settings.log.syslog_facility, self.log_format)
-        return patience.for_terminal(settings) if interactive else settings
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,72 +41,13 @@ class Context:
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, log_format: str) -> None:
-    """Keep an OpenStack image catalogue in step with signed HEPiX image lists."""
+    """Keep an OpenStack image catalogue in step with signed HEPiX image lists and OCI registries."""
     quiet_run = bool(quiet) and not verbose
     logs.configure(logging.DEBUG if verbose else logging.INFO, log_format, quiet=quiet_run)
     ctx.obj = Context(config_arg=config_arg, verbose=bool(verbose), quiet=quiet_run, log_format=log_format)
 
 
-@cli.command(epilog=patience.RULE)
-@click.argument("source")
-@click.option("--endorser-dn", metavar="DN", help="Expected signer subject (with --endorser-ca).")
-@click.option("--endorser-ca", metavar="DN", help="Expected signer issuer (with --endorser-dn).")
-@click.option("--ca-dir", type=click.Path(file_okay=False, path_type=Path), help="Grid CA directory.")
-@click.option("--crl", type=click.Choice(["off", "if_present", "require"]), help="CRL checking mode.")
-@click.option("--gpg-fingerprint", "fingerprints", multiple=True, metavar="FPR",
-              help="Verify as a GPG-signed list pinned to this key (repeatable).")
-@FORMAT
-@click.pass_obj
-def verify(obj: Context, source: str, endorser_dn: str | None, endorser_ca: str | None, ca_dir: Path | None,
-           crl: str | None, fingerprints: tuple[str, ...], fmt: str) -> None:
-    """Verify one list: SOURCE is a file, a URL or the name of a configured list.
-
-    Exit 0 (JSON verified: true) when it passed what its configuration asks for; signature: none lists
-    pass as ACCEPTED UNSIGNED (JSON unsigned: true)."""
-    from imagesync.cli import report
-    from imagesync.sources.hepix.stage import ListStage, make_fetcher, make_verifier
-
-    settings = obj.settings(required=False, interactive=True)
-    item = _verify_item(settings, source, endorser_dn, endorser_ca, fingerprints)
-    # --ca-dir is the trust of this one command: the HTTPS fetch of SOURCE as much as its signature.
-    trust = replace(settings.trust, ca_dir=ca_dir or settings.trust.ca_dir,
-                    crl=crl or settings.trust.crl)  # type: ignore[arg-type]
-    settings = replace(settings, trust=trust)
-    fetcher = make_fetcher(settings)
-    try:
-        outcome = ListStage(fetcher=fetcher, verifier=make_verifier(settings), now=datetime.now(UTC)).load(item)
-    finally:
-        fetcher.close()
-    if fmt == "json":
-        _print_json(report.verify_json(outcome, item))
-    else:
-        click.echo(report.verify_text(outcome, item))
-    sys.exit(EXIT_OK if outcome.accepted is not None else EXIT_PARTIAL)
-
-
-def _verify_item(settings: Settings, source: str, endorser_dn: str | None, endorser_ca: str | None,
-                 fingerprints: tuple[str, ...]) -> ListSettings:
-    from imagesync.config import settings as config
-    from imagesync.config.settings import Endorser, ListSettings
-
-    if (endorser_dn is None) != (endorser_ca is None):
-        raise click.UsageError("--endorser-dn and --endorser-ca go together")
-    configured = settings.list_named(source)
-    extra = Endorser(dn=endorser_dn, ca=endorser_ca) if endorser_dn and endorser_ca else None
-    if configured is not None:
-        # Options add to the configured expectation; they never relax it.
-        if extra is not None and configured.endorser is not None and configured.endorser != extra:
-            raise click.UsageError(f"list {source} is configured with another endorser")
-        return replace(configured, endorser=configured.endorser or extra)
-    # A bare word is meant as a list name (a path or URL has a '/'): a typo gets the names, not "file not found".
-    if "/" not in source and not Path(source).exists():
-        known = ", ".join(item.name for item in settings.lists) or "none"
-        raise click.UsageError(f"{source}: not a configured list, an existing file or a URL "
-                               f"(configured lists: {known})")
-    url, token = config.split_token(source)
-    signature: config.SignatureMode = "gpg" if fingerprints else "smime"
-    return ListSettings(name=redact.url(url), url=url, token=token, signature=signature, endorser=extra,
-                        gpg_fingerprints=tuple(f.replace(" ", "").upper() for f in fingerprints))
+cli.add_command(verify)
 
 
 @cli.command("lists", epilog=patience.RULE)
@@ -144,7 +61,7 @@ def lists_cmd(obj: Context, fmt: str) -> None:
     settings = obj.settings(interactive=True)
     outcomes = collect(settings, now=datetime.now(UTC))
     if fmt == "json":
-        _print_json({"lists": [report.list_entry(o) for o in outcomes]})
+        print_json({"lists": [report.list_entry(o) for o in outcomes]})
     else:
         click.echo(report.lists_text(outcomes))
     sys.exit(EXIT_PARTIAL if any(o.status == "failed" for o in outcomes) else EXIT_OK)
@@ -206,9 +123,9 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
         notifier.finished(result)
         data = report.sync_json(result)
         if report_file is not None:
-            atomic.write_bytes(report_file, (_json_text(data) + "\n").encode())
+            atomic.write_bytes(report_file, (json_text_of(data) + "\n").encode())
         if fmt == "json":
-            _print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
+            print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
         elif not obj.quiet:
             click.echo(report.sync_text(result))
     sys.exit(result.exit_code)
@@ -242,7 +159,7 @@ def images(obj: Context, list_name: str | None, fmt: str) -> None:
     with pipeline.open_state(settings, dry_run=True) as store:
         data = report.images_json(store, list_name)
     if fmt == "json":
-        _print_json(data)
+        print_json(data)
     else:
         click.echo(report.images_text(data))
 
@@ -257,7 +174,7 @@ def check_cmd(obj: Context, fmt: str) -> None:
     findings = run_checks(obj.settings(interactive=True), now=datetime.now(UTC))
     ok = all(f.ok for f in findings)
     if fmt == "json":
-        _print_json({"ok": ok, "checks": [f.__dict__ for f in findings]})
+        print_json({"ok": ok, "checks": [f.__dict__ for f in findings]})
     else:
         click.echo(redact.text("\n".join(one_line(f"{'OK  ' if f.ok else 'FAIL'}  {f.area:<7} {f.name}: {f.detail}")
                                           for f in findings)))
@@ -319,14 +236,6 @@ def demo(obj: Context, glance: bool, oci: bool) -> None:
     from imagesync.demo.run import run_demo
 
     sys.exit(run_demo(echo=click.echo, glance=glance, oci=oci))
-
-
-def _print_json(data: dict[str, Any]) -> None:
-    click.echo(_json_text(data))
-
-
-def _json_text(data: dict[str, Any]) -> str:
-    return json_text(redact.text(json.dumps(data, indent=2, ensure_ascii=False)))
 
 
 def main(argv: list[str] | None = None) -> NoReturn:
