@@ -78,6 +78,8 @@ def load_mapping(target: TargetSettings) -> dict[str, ProjectRef] | None:
     naming the target's projects_file key, the file and what to write in it."""
     if target.visibility != "shared" or target.projects_file is None:
         return None
+    if target.projects is not None:
+        return dict(target.projects)  # from its site file, checked as it was read (config.sites)
     path = target.projects_file
     key = f"targets.{target.name}.projects_file"
     if not path.is_file():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Literal, cast
@@ -18,8 +18,10 @@ from typing import Literal, cast
 from imagesync.config import events as hookconfig
 from imagesync.config import lists as listconfig
 from imagesync.config import registries as registryconfig
+from imagesync.config import sites as siteconfig
 from imagesync.config.events import EventSettings
 from imagesync.config.lists import Endorser, ListSettings, SignatureMode, derive_name, split_token
+from imagesync.config.mapping import ProjectRef
 from imagesync.config.read import Section, parse_duration, read_yaml
 from imagesync.config.registries import RegistrySettings
 from imagesync.net.guard import Network, parse_networks
@@ -27,6 +29,8 @@ from imagesync.util.logfields import FACILITIES
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 CrlMode = Literal["off", "if_present", "require"]
+Ownership = Literal["shared", "per-project"]
+UploadMethod = Literal["auto", "direct", "web-download", "glance-direct"]
 DRIVERS = ("glance", "noop", "directory")
 
 
@@ -79,6 +83,13 @@ class TargetSettings:
     timeout: float = 600.0
     # Adds and updates pushed to this target at once while other images still download (imagesync.run.flow).
     upload_concurrency: int = 2
+    # A site's VO -> project mapping, read with its site file (config.sites); projects_file then names that file.
+    projects: Mapping[str, ProjectRef] | None = None
+    ownership: Ownership = "shared"  # per-project: each VO's copy lives in its project (DESIGN §9)
+    # direct by default: what imagesync always did; web-download needs the cloud's and the image host's consent.
+    upload: UploadMethod = "direct"
+    stores: tuple[str, ...] = ()  # multi-store Glance: the store ids to upload to, or all_stores
+    all_stores: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,6 +143,7 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     download = _download(root.section("download"))
     explicit = listconfig.read(root, base)
     targets = tuple(_target(sec, base) for sec in root.named_sections("targets"))
+    targets += _site_targets(root, base, targets, source)
     metrics_file = root.optional_path("metrics_file", base)
     log = _log(root.section("log"), base)
     events = hookconfig.read(root, base)
@@ -188,10 +200,35 @@ def _networks(sec: Section) -> tuple[Network, ...]:
         sec.fail("allowed_networks", str(exc))
 
 def _target(sec: Section, base: Path) -> TargetSettings:
-    driver = sec.choice("driver", DRIVERS, None, required=True)
+    result = _target_fields(sec, base, sec.choice("driver", DRIVERS, None, required=True))
+    if result.driver == "directory" and result.path is None:
+        sec.fail("path", "required for the directory driver")
+    mapped = result.visibility == "shared" or result.ownership == "per-project"
+    if result.driver == "glance" and mapped and result.projects_file is None:
+        sec.fail("projects_file", "required with visibility shared or ownership per-project (VO -> project "
+                 "mapping), or choose visibility private or community")
+    sec.finish()
+    return result
+
+
+def _site_targets(root: Section, base: Path, explicit: tuple[TargetSettings, ...],
+                  source: Path) -> tuple[TargetSettings, ...]:
+    """One Glance target per site with ``images.sync: true``, ``site_defaults`` merged in. Raises ConfigError."""
+    template = siteconfig.defaults(root.section("site_defaults"), lambda sec: _target_fields(sec, base, "glance"))
+    sites = siteconfig.read(root, base)
+    siteconfig.check_names(sites, (target.name for target in explicit), source=source)
+    return tuple(replace(template, name=site.name, auth=siteconfig.auth_of(site, template.auth, source=source),
+                         region=site.region or template.region, disk_formats=site.formats or template.disk_formats,
+                         projects=site.projects, projects_file=site.file) for site in sites if site.sync)
+
+
+def _target_fields(sec: Section, base: Path, driver: str) -> TargetSettings:
     retire = _retire(sec.section("retire"))
     auth = sec.options_with_files("auth", base)
-    result = TargetSettings(
+    stores, all_stores = sec.string_list("stores"), sec.boolean("all_stores", False)
+    if stores and all_stores:
+        sec.fail("stores", "give store ids or all_stores: true, not both")
+    return TargetSettings(
         name=sec.name, driver=driver, tag=sec.string("tag") or "imagesync",
         disk_formats=sec.string_list("disk_formats") or ("qcow2", "raw"),
         visibility=cast(Literal["private", "shared", "community", "public"],
@@ -202,14 +239,10 @@ def _target(sec: Section, base: Path) -> TargetSettings:
         timeout=float(sec.integer("timeout", int(TargetSettings.timeout), minimum=1)),
         upload_concurrency=sec.integer("upload_concurrency", TargetSettings.upload_concurrency, minimum=1,
                                        maximum=64),
+        ownership=cast(Ownership, sec.choice("ownership", ("shared", "per-project"), "shared")),
+        upload=cast(UploadMethod, sec.choice("upload", ("auto", "direct", "web-download", "glance-direct"), "direct")),
+        stores=stores, all_stores=all_stores,
     )
-    if driver == "directory" and result.path is None:
-        sec.fail("path", "required for the directory driver")
-    if driver == "glance" and result.visibility == "shared" and result.projects_file is None:
-        sec.fail("projects_file", "required with visibility shared (VO -> project mapping), "
-                 "or choose visibility private or community")
-    sec.finish()
-    return result
 
 
 def _retire(sec: Section) -> RetirePolicy:

@@ -30,9 +30,10 @@ _SECRET_KEYS = ("password", "secret", "token")
 
 
 def register_options(options: dict[str, str]) -> None:
-    """Register the values of credential options (password, *_secret, token, ...); ``*_file`` keys name paths."""
+    """Register the values of credential options (password, *_secret, token, ...); ``*_file`` keys name paths
+    and ``*_env`` keys environment variables, not secrets."""
     for key, value in options.items():
-        if not key.endswith("_file") and any(part in key for part in _SECRET_KEYS):
+        if not key.endswith(("_file", "_env")) and any(part in key for part in _SECRET_KEYS):
             register(value)
 
 

@@ -232,9 +232,10 @@ def test_malformed_projects_file_is_a_configuration_error(world: DemoWorld) -> N
     mapping.write_text('{"demo.vo": {"tenant": ""}}')
     result = run("sync", config=glance_config(world, mapping))
     assert result.returncode == 2, result.stdout + result.stderr
-    assert error_line(result) == (f"imagesync: error: targets.cloud.projects_file: {mapping}: demo.vo: project (or "
-                                  'tenant) must be a non-empty string (expected {"<VO>": {"project": "<project id '
-                                  'or name>", "domain": "<domain name, optional>"}})')
+    assert error_line(result) == (f"imagesync: error: targets.cloud.projects_file: {mapping}: demo.vo: tenant must "
+                                  "be a non-empty string, quoted in YAML (the project is named by project, tenant, "
+                                  'project_id, id or name) (expected {"<VO>": {"project": "<project id or name>", '
+                                  '"domain": "<domain name, optional>"}})')
 
 
 # -- check ---------------------------------------------------------------------------------------------------------

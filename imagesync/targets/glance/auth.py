@@ -78,6 +78,9 @@ def _identity(target: TargetSettings) -> AuthSpec:
 
 
 def _inline(raw: dict[str, str], where: str) -> dict[str, str]:
+    """Plugin options from ``auth:``, each ``<option>_file`` (a file's text) and ``<option>_env`` (an environment
+    variable's value) giving ``<option>``: client_secret_file, application_credential_secret_env, password_file...
+    Raises ConfigError naming the key when the file cannot be read or the variable is unset or empty."""
     options: dict[str, str] = {}
     for key, value in raw.items():
         name, secret = key, value
@@ -87,6 +90,10 @@ def _inline(raw: dict[str, str], where: str) -> dict[str, str]:
                 secret = Path(value).read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ConfigError(f"{where}.auth.{key}: cannot read {value}: {exc.strerror}") from None
+        elif key.endswith("_env"):
+            name, secret = key.removesuffix("_env"), os.environ.get(value, "")
+            if not secret:
+                raise ConfigError(f"{where}.auth.{key}: environment variable {value} is not set or empty")
         options[name] = secret
     redact.register_options(options)
     return options

@@ -105,7 +105,7 @@ class Sharing:
             raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
                               subject=f"target {self._settings.name}")
         if self._loaded is None:
-            self._loaded = mapping.load(self._settings.projects_file)
+            self._loaded = mapping.of_target(self._settings.projects, self._settings.projects_file)
         return self._loaded
 
     def _mapping(self) -> dict[str, str | TargetError]:
