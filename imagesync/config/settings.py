@@ -27,6 +27,8 @@ from imagesync.util.logfields import FACILITIES
 
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 CrlMode = Literal["off", "if_present", "require"]
+UploadMethod = Literal["direct", "web-download", "glance-direct", "auto"]
+UPLOAD_METHODS: tuple[UploadMethod, ...] = ("direct", "web-download", "glance-direct", "auto")
 DRIVERS = ("glance", "noop", "directory")
 
 
@@ -79,6 +81,14 @@ class TargetSettings:
     timeout: float = 600.0
     # Adds and updates pushed to this target at once while other images still download (imagesync.run.flow).
     upload_concurrency: int = 2
+    # How a Glance target gets the bytes (imagesync.targets.glance.importing): ``direct`` streams them from this
+    # host; ``web-download`` / ``glance-direct`` use Glance's image import; ``auto`` picks web-download where the
+    # cloud offers it and the image's URL needs nothing Glance lacks.
+    upload: UploadMethod = "direct"
+    stores: tuple[str, ...] = ()  # multi-store Glance: the stores an import writes to (default: Glance's default)
+    all_stores: bool = False
+    # Seconds an import may take until the image is active; then it is deleted and the bytes go direct.
+    import_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -202,7 +212,12 @@ def _target(sec: Section, base: Path) -> TargetSettings:
         timeout=float(sec.integer("timeout", int(TargetSettings.timeout), minimum=1)),
         upload_concurrency=sec.integer("upload_concurrency", TargetSettings.upload_concurrency, minimum=1,
                                        maximum=64),
+        upload=cast(UploadMethod, sec.choice("upload", UPLOAD_METHODS, "direct")),
+        stores=sec.string_list("stores"), all_stores=sec.boolean("all_stores", False),
+        import_timeout=float(sec.integer("import_timeout", int(TargetSettings.import_timeout), minimum=1)),
     )
+    if result.stores and result.all_stores:
+        sec.fail("all_stores", "give either stores or all_stores: true, not both")
     if driver == "directory" and result.path is None:
         sec.fail("path", "required for the directory driver")
     if driver == "glance" and result.visibility == "shared" and result.projects_file is None:
