@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
+from contextlib import nullcontext
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any
+from types import MappingProxyType, SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import yaml
 
 from imagesync.config import settings as config
-from imagesync.config.settings import TargetSettings
+from imagesync.config.settings import TargetSettings, UploadMethod
 from imagesync.errors import ConfigError
 from imagesync.model import DesiredImage, Image
-from imagesync.targets.base import Upload
-from imagesync.targets.glance.importing import import_body, source_problem
+from imagesync.targets.base import TargetError, Upload
+from imagesync.targets.glance.importing import Importer, import_body, source_problem
 from imagesync.targets.glance.inventory import PENDING, is_live, is_orphan
 
 SHA = hashlib.sha512(b"bytes").hexdigest()
@@ -94,3 +96,48 @@ def test_upload_keys_default_to_the_direct_upload(tmp_path: Path) -> None:
 def test_upload_keys_are_checked(tmp_path: Path, target: dict[str, Any], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_target(tmp_path, target)
+
+
+class FakeImageAPI:
+    """The image API's discovery answer, or a failure, as the keystoneauth1 adapter hands it over."""
+
+    def __init__(self, methods: list[str] | None) -> None:
+        self.methods = methods
+        self.asked = 0
+
+    def get(self, url: str) -> Any:
+        assert url == "/v2/info/import"
+        self.asked += 1
+        if self.methods is None:
+            raise TargetError("ask which import methods Glance offers: HTTP 404", subject="target t")
+        return SimpleNamespace(json=lambda: {"import-methods": {"value": self.methods}})
+
+
+def importer(upload_method: str, api: FakeImageAPI) -> Importer:
+    settings = TargetSettings(name="t", driver="glance", upload=cast(UploadMethod, upload_method))
+    return Importer(settings, client=lambda: None, images=api, calls=lambda _what: nullcontext(),
+                    verify=lambda _image, _upload: None)
+
+
+@pytest.mark.parametrize(("configured", "offered", "method"), [
+    ("auto", ["glance-direct", "web-download"], "web-download"),
+    ("auto", ["glance-direct"], "direct"),
+    ("auto", None, "direct"),  # a Glance without the import API: auto uploads, the action does not fail
+    ("web-download", ["glance-direct"], "web-download"),  # asked for explicitly: tried, falls back if refused
+    ("glance-direct", [], "glance-direct"),
+    ("direct", ["web-download"], "direct"),
+])
+def test_auto_pulls_only_where_the_cloud_offers_it(configured: str, offered: list[str] | None, method: str) -> None:
+    assert importer(configured, FakeImageAPI(offered)).method(upload("https://cdn.example.org/a.img")) == method
+
+
+def test_the_cloud_is_asked_once_and_each_reason_told_once(caplog: pytest.LogCaptureFixture) -> None:
+    api = FakeImageAPI(["glance-direct"])
+    auto = importer("auto", api)
+    with caplog.at_level(logging.INFO, logger="imagesync.targets.glance.importing"):
+        methods = [auto.method(upload(f"https://cdn.example.org/{n}.img")) for n in range(3)]
+        methods.append(auto.method(upload("https://cdn.example.org/c.img", sha512="0" * 128)))
+    assert methods == ["direct"] * 4 and api.asked == 1
+    assert [r.getMessage().split("where ")[1] for r in caplog.records] == [
+        "the cloud offers no web-download import (only glance-direct)",
+        "it is converted before upload (Glance would get the unconverted bytes)"]

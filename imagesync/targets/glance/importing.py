@@ -86,7 +86,7 @@ class Importer:
 
     def method(self, upload: Upload) -> str:
         """How ``upload`` gets into Glance: ``direct``, ``web-download`` or ``glance-direct``; why not the
-        configured method is logged once per reason. Raises TargetError (``auto`` cannot ask the cloud)."""
+        configured method is logged once per reason. Raises nothing."""
         wanted = self.settings.upload
         if wanted in ("direct", STAGE):
             return wanted
@@ -100,11 +100,16 @@ class Importer:
         return PULL
 
     def offered(self) -> tuple[str, ...]:
-        """The import methods the cloud offers (``GET /v2/info/import``), asked once. Raises TargetError."""
+        """The import methods the cloud offers (``GET /v2/info/import``), asked once; none when it cannot say
+        (a Glance without the import API answers 404), so ``auto`` uploads directly. Raises nothing."""
         if self._offered is None:
-            with self._calls("ask which import methods Glance offers"):
-                body = self._images.get("/v2/info/import").json()
-            self._offered = tuple(body.get("import-methods", {}).get("value", ()))
+            try:
+                with self._calls("ask which import methods Glance offers"):
+                    body = self._images.get("/v2/info/import").json()
+                self._offered = tuple(body.get("import-methods", {}).get("value", ()))
+            except TargetError as exc:
+                log.info("target=%s upload=auto: direct upload (%s)", self.settings.name, exc.one_line())
+                self._offered = ()
         return self._offered
 
     def add(self, upload: Upload, fields: Mapping[str, Any], visibility: str) -> str | None:
