@@ -3,8 +3,7 @@
 With ``web-download`` Glance downloads the image from its list URL, so the bytes need not leave the sync host.
 What Glance 33.0.0 (the devcloud's; git abc1077f1) can check on the way: nothing. Its import call reads only
 ``method.name`` and ``method.uri`` (glance/api/v2/images.py ``import_image``, web_download.py); an expected hash
-(``validation_data``
-with ``os_hash_algo``/``os_hash_value``) is accepted only by the add-location API (``POST
+(``validation_data`` with ``os_hash_algo``/``os_hash_value``) is accepted only by the add-location API (``POST
 /v2/images/{id}/locations``), which points the image at the remote URL instead of copying it and needs the http
 store. So imagesync sends no hash (a key Glance ignores would only look like a check) and checks the result itself.
 
