@@ -30,7 +30,8 @@ from imagesync.util.logfields import FACILITIES
 DEFAULT_CONFIG = Path("/etc/imagesync/imagesync.yaml")
 CrlMode = Literal["off", "if_present", "require"]
 Ownership = Literal["shared", "per-project"]
-UploadMethod = Literal["auto", "direct", "web-download", "glance-direct"]
+UploadMethod = Literal["direct", "web-download", "glance-direct", "auto"]
+UPLOAD_METHODS: tuple[UploadMethod, ...] = ("direct", "web-download", "glance-direct", "auto")
 DRIVERS = ("glance", "noop", "directory")
 
 
@@ -86,10 +87,14 @@ class TargetSettings:
     # A site's VO -> project mapping, read with its site file (config.sites); projects_file then names that file.
     projects: Mapping[str, ProjectRef] | None = None
     ownership: Ownership = "shared"  # per-project: each VO's copy lives in its project (DESIGN §9)
-    # direct by default: what imagesync always did; web-download needs the cloud's and the image host's consent.
+    # How a Glance target gets the bytes (imagesync.targets.glance.importing): ``direct`` (the default: what
+    # imagesync always did) streams them from this host; ``web-download`` / ``glance-direct`` use Glance's image
+    # import; ``auto`` picks web-download where the cloud offers it and the image's URL needs nothing Glance lacks.
     upload: UploadMethod = "direct"
-    stores: tuple[str, ...] = ()  # multi-store Glance: the store ids to upload to, or all_stores
+    stores: tuple[str, ...] = ()  # multi-store Glance: the stores an import writes to (default: Glance's default)
     all_stores: bool = False
+    # Seconds an import may take until the image is active; then it is deleted and the bytes go direct.
+    import_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)
@@ -240,8 +245,9 @@ def _target_fields(sec: Section, base: Path, driver: str) -> TargetSettings:
         upload_concurrency=sec.integer("upload_concurrency", TargetSettings.upload_concurrency, minimum=1,
                                        maximum=64),
         ownership=cast(Ownership, sec.choice("ownership", ("shared", "per-project"), "shared")),
-        upload=cast(UploadMethod, sec.choice("upload", ("auto", "direct", "web-download", "glance-direct"), "direct")),
+        upload=cast(UploadMethod, sec.choice("upload", UPLOAD_METHODS, "direct")),
         stores=stores, all_stores=all_stores,
+        import_timeout=float(sec.integer("import_timeout", int(TargetSettings.import_timeout), minimum=1)),
     )
 
 

@@ -125,7 +125,7 @@ def test_a_vo_without_project_id_is_left_out_with_a_warning(tmp_path: Path, capl
     ({}, {"site_defaults": {"driver": "noop"}}, "site_defaults.driver: not a site default"),
     ({}, {"site_defaults": {"projects_file": "m.json"}}, "site_defaults.projects_file: not a site default"),
     ({}, {"site_defaults": {"auth": {"auth_url": "https://k/v3"}}}, "site_defaults.auth.auth_url: not a site"),
-    ({}, {"site_defaults": {"upload": "ftp"}}, "site_defaults.upload: 'ftp' is not allowed (allowed: auto, direct"),
+    ({}, {"site_defaults": {"upload": "ftp"}}, "site_defaults.upload: 'ftp' is not allowed (allowed: direct, web-download"),
     ({}, {"site_defaults": {"ownership": "mine"}}, "site_defaults.ownership: 'mine' is not allowed"),
     ({}, {"site_defaults": {"stores": ["a"], "all_stores": True}}, "site_defaults.stores: give store ids or"),
     ({}, {"site_defaults": {"regoin": "x"}}, "site_defaults.regoin: unknown key (did you mean region?)"),

@@ -26,6 +26,7 @@ from imagesync.targets.glance import inventory as listing
 from imagesync.targets.glance.auth import AuthSpec, spec_for
 from imagesync.targets.glance.errors import TargetCallError, calls
 from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign, foreign, is_foreign
+from imagesync.targets.glance.importing import Importer
 from imagesync.targets.glance.share import Sharing
 from imagesync.util import redact
 from imagesync.util.meters import Meter
@@ -56,6 +57,8 @@ class GlanceDriver:
                                 glance=self._glance, calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
+        self._importer = Importer(settings, client=lambda: self._client, images=self._images, calls=self._calls,
+                                  verify=self._verify, sleep=sleep)
 
     @property
     def _client(self) -> Any:
@@ -82,8 +85,8 @@ class GlanceDriver:
             found = self._listing(owner, hidden=False)
             if listing.needs_hidden_listing(known, found):
                 found.update(self._listing(owner, hidden=True))
-        self._orphans = [i for i, image in found.items() if image["status"] in listing.ORPHAN]
-        return [listing.held(image) for image in found.values() if image["status"] in listing.LIVE]
+        self._orphans = [i for i, image in found.items() if listing.is_orphan(image)]
+        return [listing.held(image) for image in found.values() if listing.is_live(image)]
 
     def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
         query = {"tag": self.tag, "owner": str(owner)}
@@ -104,18 +107,28 @@ class GlanceDriver:
     # -- add ------------------------------------------------------------------------------------------------
 
     def add(self, upload: Upload) -> str:
+        """Import (``upload:``, :mod:`imagesync.targets.glance.importing`) or upload, verify, then share.
+        Raises TargetError; nothing of a failed add is left in Glance."""
         members = self._sharing.members_for(upload.desired)
-        with self._calls(f"create image for {upload.desired.image.identifier}"):
-            image = self._client.images.create(**self._fields(upload.desired, _glance_format(upload.disk_format),
-                                                              upload.virtual_size), visibility=self._visibility())
+        fields = self._fields(upload.desired, _glance_format(upload.disk_format), upload.virtual_size)
+        image_id = self._importer.add(upload, fields, self._visibility()) or self._direct(upload, fields)
         try:
-            self._upload(image["id"], upload)
-            self._verify(image["id"], upload)
-            self._sharing.share(image["id"], members)
+            self._sharing.share(image_id, members)
         except BaseException:
-            self._delete_quietly(image["id"])
+            self._delete_quietly(image_id)
             raise
-        return str(image["id"])
+        return image_id
+
+    def _direct(self, upload: Upload, fields: dict[str, Any]) -> str:
+        with self._calls(f"create image for {upload.desired.image.identifier}"):
+            image_id = str(self._client.images.create(**fields, visibility=self._visibility())["id"])
+        try:
+            self._upload(image_id, upload)
+            self._verify(image_id, upload)
+        except BaseException:
+            self._delete_quietly(image_id)
+            raise
+        return image_id
 
     def _fields(self, desired: DesiredImage, disk_format: str, virtual_size: int) -> dict[str, Any]:
         props = properties.properties(desired, tag=self.tag, disk_format=disk_format, virtual_size=virtual_size)

@@ -40,6 +40,19 @@ from imagesync.model import Held
 PAGE_SIZE = 10_000
 LIVE = ("active", "deactivated")
 ORPHAN = ("queued", "saving", "killed", "importing", "uploading")
+# Set on an image Glance imports itself until imagesync has checked its bytes (imagesync.targets.glance.importing):
+# such an image is never ours to keep, whatever its status, so a run killed after the import is cleaned up.
+PENDING = "imagesync_pending"
+
+
+def is_orphan(image: Mapping[str, Any]) -> bool:
+    """Whether ``image`` (carrying our tag) is left over half-done: to be deleted, never used. Raises nothing."""
+    return image["status"] in ORPHAN or PENDING in image
+
+
+def is_live(image: Mapping[str, Any]) -> bool:
+    """Whether ``image`` (carrying our tag) is a finished, verified image of ours. Raises nothing."""
+    return image["status"] in LIVE and PENDING not in image
 
 
 def needs_hidden_listing(known: Collection[str] | None, listed: Iterable[str]) -> bool:
