@@ -115,7 +115,8 @@ def carried(path: Path) -> Carried:
 def build(settings: Settings, result: SyncResult, store: StateStore, before: Carried) -> CollectorRegistry:
     """The metrics of the finished run ``result``, the state after it and what ``before`` carries over.
     Raises StateError when the state cannot be read."""
-    families = [*_run(result, store, before), *_lists(result.lists, store), *_images(settings, store),
+    families = [*_run(result, store, before), *_lists(result.lists, store), _targets(result),
+                *_images(settings, store),
                 *_counters(result, before)]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Fixed(families))
@@ -174,6 +175,16 @@ def _lists(outcomes: list[SourceOutcome], store: StateStore) -> Iterator[Metric]
         dn, ca = _signer(outcome, record)
         info.add_metric([name], {"signature": outcome.settings.signature, "signer": dn, "signer_ca": ca})
     yield from (ok, expiry, images, info)
+
+
+def _targets(result: SyncResult) -> Metric:
+    # The per-site view a federation alerts on (issue 11): which sites the last run could not fully serve.
+    failed = Counter(r.action.target for r in result.results if r.status == "failed")
+    ok = GaugeMetricFamily("imagesync_target_ok", "1 if the target was reached and none of its actions failed in "
+                           "the last run.", labels=["target"])
+    for target in result.targets:
+        ok.add_metric([target.name], 1 if target.status == "ok" and not failed[target.name] else 0)
+    return ok
 
 
 def _signer(outcome: SourceOutcome, record: ListRecord | None) -> tuple[str, str]:

@@ -95,6 +95,9 @@ class TargetSettings:
     all_stores: bool = False
     # Seconds an import may take until the image is active; then it is deleted and the bytes go direct.
     import_timeout: float = 1800.0
+    # How long this target's part of a run may take, from the run's start; then its remaining actions fail
+    # (imagesync.run.fanout). None: no deadline.
+    deadline: timedelta | None = None
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class Settings:
     log: LogSettings = LogSettings()
     events: EventSettings = field(default_factory=EventSettings)  # hooks, hook_timeout, webhooks (notify.deliver)
     registries: tuple[RegistrySettings, ...] = ()  # OCI registries, sources beside lists (config.registries)
+    targets_concurrency: int = 4  # targets connected to and pushed to at once (imagesync.run.fanout)
 
     def list_named(self, name: str) -> ListSettings | None:
         return next((item for item in self.lists if item.name == name), None)
@@ -153,6 +157,7 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     log = _log(root.section("log"), base)
     events = hookconfig.read(root, base)
     registries = registryconfig.read(root, base)
+    fanout = root.integer("targets_concurrency", Settings.targets_concurrency, minimum=1, maximum=64)
     root.finish()
     if lists_file is None and listconfig.DEFAULT_LISTS_FILE.exists():
         lists_file = listconfig.DEFAULT_LISTS_FILE
@@ -160,7 +165,8 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     registryconfig.check_names(registries, ((item.name, item.url) for item in explicit + extra), source=source)
     return Settings(source=source, state_dir=state_dir, cache_dir=cache_dir, image_lists_file=lists_file,
                     trust=trust, download=download, lists=explicit + extra, targets=targets,
-                    metrics_file=metrics_file, log=log, events=events, registries=registries)
+                    metrics_file=metrics_file, log=log, events=events, registries=registries,
+                    targets_concurrency=fanout)
 
 
 def _trust(sec: Section, base: Path) -> TrustSettings:
@@ -248,6 +254,7 @@ def _target_fields(sec: Section, base: Path, driver: str) -> TargetSettings:
         upload=cast(UploadMethod, sec.choice("upload", UPLOAD_METHODS, "direct")),
         stores=stores, all_stores=all_stores,
         import_timeout=float(sec.integer("import_timeout", int(TargetSettings.import_timeout), minimum=1)),
+        deadline=sec.duration("deadline", None),
     )
 
 

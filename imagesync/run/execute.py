@@ -23,7 +23,7 @@ from imagesync.images import convert
 from imagesync.images.download import Downloaded, Downloader
 from imagesync.images.stream import file_sha512
 from imagesync.model import Action, DesiredImage, Plan, RetireMode
-from imagesync.run import flow
+from imagesync.run import fanout, flow
 from imagesync.sources.base import ImageLocation
 from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.state.store import StateStore, TargetImageRecord
@@ -56,15 +56,17 @@ class TargetRuntime:
     driver: Driver
     formats: tuple[str, ...]
     uploads: int = 1  # adds and updates pushed at once (the target's upload_concurrency)
+    deadline: float | None = None  # time.monotonic() after which no action starts here (imagesync.run.fanout)
 
 
 class Executor:
     def __init__(self, *, store: StateStore, targets: Mapping[str, TargetRuntime], downloader: Downloader,
                  cache_dir: Path, max_size: int, now: Callable[[], datetime],
                  on_result: Callable[[ActionResult], None] | None = None, progress: Progress = NO_PROGRESS,
-                 locate: Callable[[DesiredImage], ImageLocation] | None = None) -> None:
+                 locate: Callable[[DesiredImage], ImageLocation] | None = None, targets_concurrency: int = 4) -> None:
         """``on_result`` is told of each action as it completes (events; it must not raise); ``progress`` shows
-        each upload; ``locate`` says where an image's bytes are (by default its URL)."""
+        each upload; ``locate`` says where an image's bytes are (by default its URL); at most
+        ``targets_concurrency`` targets are worked on at once."""
         self.store = store
         self.targets = targets
         self.downloader = downloader
@@ -77,6 +79,7 @@ class Executor:
         self._telling = threading.Lock()
         self._lock = threading.Lock()
         self._converting: dict[str, threading.Lock] = {}
+        self._gate = fanout.Gate(targets_concurrency, {name: t.deadline for name, t in targets.items()})
 
     def run(self, plan: Plan) -> list[ActionResult]:
         """Carry out every action of the plan whose target is reachable (in the order :mod:`imagesync.run.flow`
@@ -89,7 +92,8 @@ class Executor:
     def _isolated(self, action: Action, fetched: Fetched | None = None) -> ActionResult:
         started = time.monotonic()
         try:
-            result = self._one(action, fetched)
+            result = self._gate.run(action, lambda: self._one(action, fetched), late=lambda: ActionResult(
+                action, "failed", fanout.DEADLINE_PASSED, action.target_id))
         except IllegalTransition:
             raise
         except ImagesyncError as exc:

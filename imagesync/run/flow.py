@@ -5,8 +5,9 @@ downloads run ``download.concurrency`` at a time (:meth:`Downloader.running`), a
 verified an image hands each of its adds and updates to the lane of that action's target, where at most
 ``upload_concurrency`` run at once. A run's wall time is then about the slower of all downloads and all uploads,
 not their sum. The actions that move no bytes (keeps, metadata refreshes, adoptions) run meanwhile on the
-calling thread. Retirements run last, once every add and update has finished, so a new version is active
-before any old one is touched (invariant 3), exactly as when everything ran one after the other.
+calling thread. A target's retirements run last, once every add and update of that target has finished, so a
+new version is active before any old one is touched (invariant 3), exactly as when everything ran one after the
+other; they do not wait for the other targets' pushes (a slow site holds back no other, issue 11).
 
 Why not upload while the bytes still arrive (hashing on the fly, making the image visible only once the sha512
 matched)? A Glance image being uploaded already exists for its owner; a wrong byte found at the end would mean a
@@ -41,7 +42,8 @@ def run(actions: Sequence[Action], *, downloader: Downloader, lanes: Mapping[str
     """Carry out ``actions`` (the results in their order): ``transfer`` for adds and updates on their target's
     lane once their download is done, ``other`` for the rest, retirements after every transfer. ``lanes`` gives
     each target's upload concurrency; ``locate`` where an image's bytes are (its source knows). ``transfer`` and
-    ``other`` must not raise but for a bug, which is re-raised here once the work in flight has stopped."""
+    ``other`` must not raise but for a bug, which is re-raised here once the work in flight has stopped. Each
+    target's retirements run on a thread of their own once that target's transfers are over."""
     results: dict[int, T] = {}
     by_sha: dict[str, list[int]] = {}
     for index, action in enumerate(actions):
@@ -49,17 +51,35 @@ def run(actions: Sequence[Action], *, downloader: Downloader, lanes: Mapping[str
             assert action.desired is not None
             by_sha.setdefault(action.desired.image.content_key, []).append(index)
     with _lanes(lanes) as submit:
-        def push(request: DownloadRequest, fetched: Fetched) -> list[Future[tuple[int, T]]]:
-            return [submit(actions[i].target, _indexed(i, transfer, actions[i], fetched))
+        def push(request: DownloadRequest, fetched: Fetched) -> list[tuple[str, Future[tuple[int, T]]]]:
+            return [(actions[i].target, submit(actions[i].target, _indexed(i, transfer, actions[i], fetched)))
                     for i in by_sha[request.key]]
 
         with downloader.running(_requests(actions, by_sha, locate), push) as downloads:
             results.update((i, other(a)) for i, a in enumerate(actions)
                            if not moves_bytes(a) and a.kind != "retire")
             pushed = [upload for download in downloads.values() for upload in download.result()]
-            results.update(upload.result() for upload in pushed)
-    results.update((i, other(a)) for i, a in enumerate(actions) if a.kind == "retire")
+            results.update(_retire_per_target(actions, pushed, other))
     return [results[i] for i in range(len(actions))]
+
+
+def _retire_per_target(actions: Sequence[Action], pushed: Sequence[tuple[str, Future[tuple[int, T]]]],
+                       other: Callable[[Action], T]) -> dict[int, T]:
+    """Every push's result and every retirement's; a target's retirements start once its own pushes are over
+    (invariant 3 is about what one target holds), so a slow target holds back no other's retirements."""
+    targets = {a.target for a in actions if a.kind == "retire"} | {target for target, _ in pushed}
+    with ThreadPoolExecutor(max_workers=max(1, len(targets)), thread_name_prefix="retire") as pool:
+        jobs = [pool.submit(_after_pushes, [f for t, f in pushed if t == target],
+                            [(i, a) for i, a in enumerate(actions) if a.kind == "retire" and a.target == target],
+                            other) for target in sorted(targets)]
+    return {i: result for job in jobs for i, result in job.result().items()}
+
+
+def _after_pushes(pushes: Sequence[Future[tuple[int, T]]], retirements: Sequence[tuple[int, Action]],
+                  other: Callable[[Action], T]) -> dict[int, T]:
+    done = dict(push.result() for push in pushes)
+    done.update((i, other(action)) for i, action in retirements)
+    return done
 
 
 def _indexed(index: int, step: Callable[[Action, Fetched], T], action: Action,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -14,10 +15,10 @@ from typing import Protocol
 
 from imagesync.config import preflight
 from imagesync.config.settings import Settings, TargetSettings
-from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, StateError
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ImagesyncError, StateError
 from imagesync.images.download import Downloader, DownloadPolicy
 from imagesync.model import DesiredImage, Held, Plan, TargetPolicy
-from imagesync.run import lock, placement
+from imagesync.run import fanout, lock, placement
 from imagesync.run.execute import ActionResult, Executor, TargetRuntime
 from imagesync.run.plan import diff
 from imagesync.run.reconcile import reconcile
@@ -27,7 +28,6 @@ from imagesync.state import open as state_open
 from imagesync.state.lifecycle import TargetState
 from imagesync.state.store import StateStore
 from imagesync.targets import base as drivers
-from imagesync.util.logfields import fields
 from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
@@ -70,10 +70,12 @@ class RunObserver(Protocol):
 def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targets: tuple[str, ...] = (),
          clock: Callable[[], datetime] = utcnow,
          finish: Callable[[SyncResult, StateStore], None] | None = None,
-         observer: RunObserver | None = None, progress: Progress = NO_PROGRESS) -> SyncResult:
+         observer: RunObserver | None = None, progress: Progress = NO_PROGRESS,
+         connect: Callable[[TargetSettings], drivers.Driver] = drivers.load) -> SyncResult:
     """One run. ``finish`` is called with the result and the state, still locked, once the run is recorded (the
     CLI writes the metrics there, DESIGN §1); ``observer`` hears of the lists and of each action, never in a dry
-    run; ``progress`` shows downloads and uploads. Raises LockHeldError (another run), StateError (state.db
+    run; ``progress`` shows downloads and uploads; ``connect`` makes a target's driver (the seam where tests put a
+    fake). Raises LockHeldError (another run), StateError (state.db
     unusable), ConfigError (also for an unwritable state_dir or cache_dir, a missing or malformed projects_file),
     and what ``finish`` raises; everything else ends up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
@@ -84,7 +86,8 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
             stack.enter_context(lock.acquire(settings.state_dir))
         store = stack.enter_context(open_state(settings, dry_run))
         run_id = None if dry_run else store.start_run(dry_run=False, at=result.started_at)
-        runtimes, inventory = _gather_and_connect(settings, store, lists, chosen, result=result, stack=stack)
+        runtimes, inventory = _gather_and_connect(settings, store, lists, chosen, result=result, stack=stack,
+                                                  connect=connect)
         if observer is not None and not dry_run:
             observer.lists_loaded(result.lists)
         # The target is the truth: correct the state first, so the plan (dry or not) starts from what exists.
@@ -144,7 +147,7 @@ def _remembered(store: StateStore, chosen: list[TargetSettings]) -> dict[str, se
 
 
 def _gather_and_connect(settings: Settings, store: StateStore, lists: tuple[str, ...], chosen: list[TargetSettings],
-                        *, result: SyncResult, stack: ExitStack,
+                        *, result: SyncResult, stack: ExitStack, connect: Callable[[TargetSettings], drivers.Driver],
                         ) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
     """Fetch and verify the lists (into ``result.lists``) while the targets are reached and listed: a no-op run is
     little else, and the lists' time (about 50 ms for one list) then hides behind the Keystone token and the Glance
@@ -154,30 +157,30 @@ def _gather_and_connect(settings: Settings, store: StateStore, lists: tuple[str,
     context = Context(settings=settings, now=result.started_at, store=store, record=not result.dry_run)
     sources = stack.enter_context(opened(context, lists))
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="connect") as pool:
-        connecting = pool.submit(_connect, chosen, result, stack, remembered)
+        connecting = pool.submit(_connect, settings, chosen, result, stack, remembered, connect=connect)
         result.lists = [source.load() for source in sources]
         result.sources = {source.name: source for source in sources}
         return connecting.result()
 
 
-def _connect(chosen: list[TargetSettings], result: SyncResult, stack: ExitStack,
-             remembered: dict[str, set[str]]) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
+def _connect(settings: Settings, chosen: list[TargetSettings], result: SyncResult, stack: ExitStack,
+             remembered: dict[str, set[str]], *, connect: Callable[[TargetSettings], drivers.Driver],
+             ) -> tuple[dict[str, TargetRuntime], dict[str, list[Held]]]:
     runtimes: dict[str, TargetRuntime] = {}
     inventory: dict[str, list[Held]] = {}
-    for target in chosen:
-        try:
-            driver = drivers.load(target)
-            stack.callback(driver.close)
-            inventory[target.name] = driver.inventory(known=remembered[target.name])
-        except ConfigError:
-            raise  # a bad target setting is the operator's to fix before any run (exit 2), not a flaky cloud
-        except ImagesyncError as exc:
-            message = exc.about(f"target {target.name}").one_line()
-            log.error("target unreachable", extra=fields(target=target.name, result="unreachable", error=message))
-            result.targets.append(TargetStatus(target.name, "failed", message))
+    begun = time.monotonic()  # deadlines count from here: the targets' part of the run starts with connecting
+    for outcome in fanout.connect_all(chosen, width=settings.targets_concurrency, connect=connect,
+                                      remembered=remembered):
+        target, driver = outcome.target, outcome.driver
+        if driver is None:
+            result.targets.append(TargetStatus(target.name, "failed", outcome.error))
             continue
+        stack.callback(driver.close)
+        inventory[target.name] = outcome.held
         formats = target.disk_formats or driver.capabilities.formats
-        runtimes[target.name] = TargetRuntime(driver=driver, formats=formats, uploads=target.upload_concurrency)
+        deadline = begun + target.deadline.total_seconds() if target.deadline is not None else None
+        runtimes[target.name] = TargetRuntime(driver=driver, formats=formats, uploads=target.upload_concurrency,
+                                              deadline=deadline)
         result.targets.append(TargetStatus(target.name, "ok"))
     return runtimes, inventory
 
@@ -218,6 +221,7 @@ def _execute(settings: Settings, store: StateStore, runtimes: dict[str, TargetRu
     try:
         executor = Executor(store=store, targets=runtimes, downloader=downloader, cache_dir=settings.cache_dir,
                             max_size=d.max_image_size, now=clock, locate=_locator(sources),
+                            targets_concurrency=settings.targets_concurrency,
                             on_result=observer.action_done if observer is not None else None, progress=progress)
         return executor.run(plan), downloader.bytes_fetched
     finally:
