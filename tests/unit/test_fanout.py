@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
 from imagesync.config import settings as config
 from imagesync.config.settings import TargetSettings
@@ -119,3 +120,17 @@ def test_the_settings(extra: dict[str, object], concurrency: int, deadline: time
 def test_bad_settings_are_named(raw: dict[str, object], problem: str) -> None:
     with pytest.raises(ConfigError, match=problem):
         config.from_mapping(raw, source=Path("/tmp/x.yaml"))
+
+
+def test_every_site_takes_its_deadline_from_site_defaults(tmp_path: Path) -> None:
+    (tmp_path / "sites").mkdir()
+    for name in ("A", "B"):
+        (tmp_path / "sites" / f"{name}.yaml").write_text(yaml.safe_dump({
+            "gocdb": name, "endpoint": f"https://{name.lower()}.example.org:5000/v3", "images": {"sync": True},
+            "vos": [{"name": "ops", "auth": {"project_id": "0" * 32}}]}))
+    defaults = {"auth": {"auth_type": "password", "username": "u", "password": "p"}, "deadline": "90m"}
+    loaded = config.from_mapping({"sites_dir": "sites", "site_defaults": defaults, "targets_concurrency": 16},
+                                 source=tmp_path / "imagesync.yaml")
+    assert [(t.name, t.deadline) for t in loaded.targets] == [("A", timedelta(minutes=90)),
+                                                              ("B", timedelta(minutes=90))]
+    assert loaded.targets_concurrency == 16
