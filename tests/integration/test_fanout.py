@@ -166,7 +166,8 @@ def test_an_unreachable_target_fails_alone_while_the_others_connect_at_once(worl
     assert "target dead" in (result.targets[2].error or "")
     assert outcomes(result) == {"a": ["add done", "add done"], "b": ["add done", "add done"]}
     assert result.exit_code == EXIT_PARTIAL
-    assert calls.widest["inventory"] == 3  # all three at once; before: one after another
+    # a and b listed at once (the dead one too, unless loading its client took longer); before: one after another.
+    assert calls.widest["inventory"] >= 2
 
 
 def test_a_slow_target_holds_back_neither_the_pushes_nor_the_retirements_of_another(world: DemoWorld) -> None:
@@ -189,10 +190,11 @@ def test_a_slow_target_holds_back_neither_the_pushes_nor_the_retirements_of_anot
 
 def test_past_its_deadline_a_target_starts_nothing_more_and_the_others_go_on(world: DemoWorld) -> None:
     world.publish(demo_images())
-    targets = {**directories(world, "fast"), **directories(world, "slow", deadline="2s", upload_concurrency=1)}
+    targets = {**directories(world, "fast"), **directories(world, "slow", deadline="3s", upload_concurrency=1)}
     settings = config.load(world.write_config({"targets": targets}))
     calls = Calls()
-    calls.pause[("slow", "add")] = 2.5  # the first add outlives the deadline: it finishes, the second never starts
+    # The first add starts well within the deadline and outlives it: it finishes, the second never starts.
+    calls.pause[("slow", "add")] = 3.5
     result = sync(settings, dry_run=False, connect=watching(calls))
     assert result.exit_code == EXIT_PARTIAL
     assert outcomes(result) == {"fast": ["add done", "add done"], "slow": ["add done", "add failed"]}
