@@ -75,9 +75,9 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
     """One run. ``finish`` is called with the result and the state, still locked, once the run is recorded (the
     CLI writes the metrics there, DESIGN §1); ``observer`` hears of the lists and of each action, never in a dry
     run; ``progress`` shows downloads and uploads; ``connect`` makes a target's driver (the seam where tests put a
-    fake). Raises LockHeldError (another run), StateError (state.db
-    unusable), ConfigError (also for an unwritable state_dir or cache_dir, a missing or malformed projects_file),
-    and what ``finish`` raises; everything else ends up in the result."""
+    fake). Raises LockHeldError (another run), StateError (state.db unusable), ConfigError (also for an unwritable
+    state_dir or cache_dir, a missing or malformed projects_file), and what ``finish`` raises; everything else ends
+    up in the result."""
     result = SyncResult(dry_run=dry_run, started_at=clock())
     chosen = [t for t in settings.targets if not targets or t.name in targets]
     preflight.require(settings, chosen, dry_run=dry_run)
