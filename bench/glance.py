@@ -35,6 +35,7 @@ from keystoneauth1.identity import v3
 from imagesync.config.settings import TargetSettings
 from imagesync.model import DesiredImage, Image
 from imagesync.targets.base import Upload
+from imagesync.targets.glance import checks as glance_checks
 from imagesync.targets.glance import driver as glance_driver
 
 MiB = 1024 * 1024
@@ -96,7 +97,7 @@ def _table_value(table: str, key: str) -> str:
 def child(image: str, sha512: str, read_size: str) -> int:
     """Runs in the child process: one GlanceDriver.add of ``image``, credentials from OS_*."""
     if int(read_size):
-        glance_driver._READ_SIZE = int(read_size)  # what-if runs only (--read-size)
+        glance_checks._READ_SIZE = int(read_size)  # what-if runs only (--read-size)
     path = Path(image)
     size = path.stat().st_size
     settings = TargetSettings(name="bench", driver="glance", tag=f"imagesync-bench-{uuid4().hex[:8]}",

@@ -132,6 +132,9 @@ class Held:
     vo: str | None = None
     disk_format: str | None = None
     size: int | None = None
+    # Held where the target would not put it now (a Glance image outside its VO's project after ownership changed
+    # to per-project): never current, so the plan adds a copy in the right place and retires this one.
+    misplaced: bool = False
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,8 @@ carries the reason an operator reads in the report. The rules, per target and li
 - a listed image: keep if the target holds this version with this sha512 (update-metadata if the metadata
   changed or it was retired), update if it holds other versions, add otherwise (re-add if the state knew it);
 - a held image no longer listed, outside the ``images:`` subset, or past its own expiry: retire;
+- a held copy the driver reports misplaced (outside the project it belongs in) is never current: the listed
+  image is added again (an update that supersedes it), so the misplaced copy retires by the normal rules;
 - images carrying our tag that the state does not know are adopted when identifier, version and sha512 match
   a listed image, otherwise only reported;
 - retired images whose ``delete_after`` has elapsed are deleted.
@@ -110,7 +112,8 @@ class _TargetPlanner:
         image = item.image
         # A source that publishes no sha512 (OCI) names its bytes by the version itself (the manifest digest) until
         # they were seen once: then the version alone says "these bytes".
-        current = [h for h in copies if h.version == image.version and (h.sha512 == image.sha512 or not image.sha512)]
+        current = [h for h in copies if h.version == image.version and (h.sha512 == image.sha512 or not image.sha512)
+                   and not h.misplaced]
         strangers = [h for h in copies if h not in current and h.target_id not in self.known]
         for h in strangers:
             self.notes.append(f"target {self.target.name}: tagged image {h.target_id} ({item.list_name}/"
@@ -155,7 +158,9 @@ class _TargetPlanner:
     def _update(self, item: DesiredImage, live: list[Held], older: list[Held]) -> list[Action]:
         image = item.image
         same_version = [h for h in live if h.version == image.version]
-        if same_version:
+        if same_version and all(h.misplaced for h in same_version):
+            reason = f"version {image.version} is held outside the project it belongs in: copied there"
+        elif same_version:
             reason = f"sha512 of version {image.version} changed"
         else:
             reason = f"new version {image.version} (was {', '.join(sorted({h.version or '?' for h in live}))})"

@@ -4,7 +4,8 @@ Images are owned by the project imagesync authenticates to and carry its tag; wi
 image is also shared with the project its VO maps to (:mod:`imagesync.targets.glance.share`). Sharing (rather than
 owning the image in each VO project) keeps one owner: the inventory is one query, and one failing VO project never
 hides the others' images. It needs the imagesync user to hold a role in every mapped project (as cloudkeeper-os
-deployments already do).
+deployments already do). With ``ownership: per-project`` each image is created in its VO's project instead,
+private and unshared, and every call on it goes to that project (:mod:`imagesync.targets.glance.owners`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Collection
 from contextlib import AbstractContextManager
 from dataclasses import replace
-from typing import IO, Any
+from typing import Any
 
 from keystoneauth1.adapter import Adapter
 
@@ -24,18 +25,18 @@ from imagesync.targets import properties
 from imagesync.targets.base import Capabilities, TargetError, Upload
 from imagesync.targets.glance import inventory as listing
 from imagesync.targets.glance.auth import AuthSpec, spec_for
+from imagesync.targets.glance.checks import UploadReads, verify
 from imagesync.targets.glance.errors import TargetCallError, calls
 from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign, foreign, is_foreign
 from imagesync.targets.glance.importing import Importer
+from imagesync.targets.glance.owners import Owners, Route
 from imagesync.targets.glance.share import Sharing
 from imagesync.util import redact
-from imagesync.util.meters import Meter
 
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
 _CORE = ("disk_format", "container_format")
 _UPLOAD_ATTEMPTS = 3
-_READ_SIZE = 64 * 1024
 
 
 class GlanceDriver:
@@ -57,8 +58,10 @@ class GlanceDriver:
                                 glance=self._glance, calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
-        self._importer = Importer(settings, client=lambda: self._client, images=self._images, calls=self._calls,
-                                  verify=self._verify, sleep=sleep)
+        own = Route(project=None, client=lambda: self._client, images=self._images)
+        self._owners = Owners(settings, spec=self._spec, own=own, own_id=lambda: str(self._session.get_project_id()),
+                              glance=self._glance, mapping=self._sharing.resolved)
+        self._importers: dict[str | None, Importer] = {}
 
     @property
     def _client(self) -> Any:
@@ -81,25 +84,28 @@ class GlanceDriver:
         state remembers here) says they may matter (:mod:`imagesync.targets.glance.inventory`). Raises
         TargetError."""
         with self._calls("list images"):
-            owner = self._session.get_project_id()
-            found = self._listing(owner, hidden=False)
+            routes = self._owners.listed()  # per-project: one listing per VO project, with its own token
+            found = {i: (image, r) for r in routes for i, image in self._listing(r, hidden=False).items()}
             if listing.needs_hidden_listing(known, found):
-                found.update(self._listing(owner, hidden=True))
-        self._orphans = [i for i, image in found.items() if listing.is_orphan(image)]
-        return [listing.held(image) for image in found.values() if listing.is_live(image)]
+                found.update({i: (image, r) for r in routes for i, image in self._listing(r, hidden=True).items()})
+        for image_id, (_, route) in found.items():
+            self._owners.remember(image_id, route)
+        self._orphans = [i for i, (image, _) in found.items() if listing.is_orphan(image)]
+        return [listing.held(image, misplaced=self._owners.misplaced(image, route))
+                for image, route in found.values() if listing.is_live(image)]
 
-    def _listing(self, owner: str | None, *, hidden: bool) -> dict[str, Any]:
-        query = {"tag": self.tag, "owner": str(owner)}
+    def _listing(self, route: Route, *, hidden: bool) -> dict[str, Any]:
+        query = {"tag": self.tag, "owner": route.project or str(self._session.get_project_id())}
         if hidden:
             query["os_hidden"] = "true"  # hidden images are left out of plain listings
-        return listing.list_images(self._images, query)
+        return listing.list_images(route.images, query)
 
     def cleanup(self) -> list[str]:
         """Delete half-created images an interrupted run left behind (queued/saving with our tag)."""
         removed = []
         for image_id in self._orphans:
             with self._calls(f"delete leftover image {image_id}"):
-                self._client.images.delete(image_id)
+                self._owners.of(image_id).client().images.delete(image_id)
             removed.append(image_id)
         self._orphans = []
         return removed
@@ -111,22 +117,35 @@ class GlanceDriver:
         Raises TargetError; nothing of a failed add is left in Glance."""
         members = self._sharing.members_for(upload.desired)
         fields = self._fields(upload.desired, _glance_format(upload.disk_format), upload.virtual_size)
-        image_id = self._importer.add(upload, fields, self._visibility()) or self._direct(upload, fields)
+        project = self._owners.project_for(upload.desired)
+        with self._calls(f"log in to project {project}"):
+            route = self._owners.route(project)
+        image_id = self._importer(route).add(upload, fields, self._visibility()) or self._direct(route, upload, fields)
+        self._owners.remember(image_id, route)
         try:
             self._sharing.share(image_id, members)
         except BaseException:
-            self._delete_quietly(image_id)
+            self._delete_quietly(route, image_id)
             raise
         return image_id
 
-    def _direct(self, upload: Upload, fields: dict[str, Any]) -> str:
+    def _importer(self, route: Route) -> Importer:
+        # One per project: an import is created, polled and finished with a token of the project that owns it.
+        if route.project not in self._importers:
+            self._importers[route.project] = Importer(
+                self.settings, client=route.client, images=route.images, calls=self._calls, sleep=self._sleep,
+                verify=lambda image_id, upload: verify(route.client(), image_id, upload, target=self.name,
+                                                       calls=self._calls))
+        return self._importers[route.project]
+
+    def _direct(self, route: Route, upload: Upload, fields: dict[str, Any]) -> str:
         with self._calls(f"create image for {upload.desired.image.identifier}"):
-            image_id = str(self._client.images.create(**fields, visibility=self._visibility())["id"])
+            image_id = str(route.client().images.create(**fields, visibility=self._visibility())["id"])
         try:
-            self._upload(image_id, upload)
-            self._verify(image_id, upload)
+            self._upload(route.client(), image_id, upload)
+            verify(route.client(), image_id, upload, target=self.name, calls=self._calls)
         except BaseException:
-            self._delete_quietly(image_id)
+            self._delete_quietly(route, image_id)
             raise
         return image_id
 
@@ -138,53 +157,39 @@ class GlanceDriver:
         return {**fields, **props}
 
     def _visibility(self) -> str:
-        return self.settings.visibility
+        # An image its VO's project owns is visible to that project: sharing it there would add nothing.
+        shared = self.settings.visibility == "shared"
+        return "private" if shared and self._owners.per_project else self.settings.visibility
 
-    def _upload(self, image_id: str, upload: Upload) -> None:
+    def _upload(self, client: Any, image_id: str, upload: Upload) -> None:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
             upload.meter.reset()
             try:
                 with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
-                    self._client.images.upload(image_id, _UploadReads(handle, upload.meter), image_size=upload.size)
+                    client.images.upload(image_id, UploadReads(handle, upload.meter), image_size=upload.size)
                 return
             except TargetCallError as exc:
-                status = self._status(image_id)
+                status = _status(client, image_id)
                 if not exc.retryable or attempt == _UPLOAD_ATTEMPTS or status != "queued":
                     raise
                 log.warning("target=%s image=%s upload attempt %d failed (%s); retrying", self.name,
                             upload.desired.image.identifier, attempt, exc.message)
                 self._sleep(2.0 * attempt)
 
-    def _verify(self, image_id: str, upload: Upload) -> None:
-        with self._calls(f"check image {image_id}"):
-            image = self._client.images.get(image_id)
-        if image["status"] != "active":
-            raise TargetError(f"image {image_id} is {image['status']} after upload, not active",
-                              subject=f"target {self.name}")
-        if int(image.get("size") or -1) != upload.size:
-            raise TargetError(f"Glance holds {image.get('size')} bytes of {image_id}, {upload.size} were uploaded: "
-                              "image deleted", subject=f"target {self.name}")
-        algo, value = image.get("os_hash_algo"), image.get("os_hash_value")
-        if algo == "sha512" and value != upload.sha512:
-            raise TargetError(f"Glance's os_hash_value of {image_id} ({str(value)[:16]}...) differs from the "
-                              f"uploaded file's sha512 ({upload.sha512[:16]}...): image deleted",
-                              subject=f"target {self.name}")
-        if algo != "sha512":
-            log.warning("target=%s Glance hashes with %s, not sha512: upload not cross-checked", self.name, algo)
-
     # -- metadata and retirement --------------------------------------------------------------------------------
 
     def update_metadata(self, target_id: str, desired: DesiredImage, *, reactivate: bool) -> None:
         with self._calls(f"update {target_id}"):
-            image = self._client.images.get(target_id)
+            client = self._owners.of(target_id).client()
+            image = client.images.get(target_id)
             fields = self._fields(desired, str(image["disk_format"]), int(image.get("virtual_size") or 0))
             for key in ("disk_format", "container_format", "tags"):
                 fields.pop(key)
             stale = [k for k in image if k.startswith(("imagesync_", "vmcatcher_")) and k not in fields]
-            self._client.images.update(target_id, remove_props=stale or None, visibility=self._visibility(),
-                                       os_hidden=False, **fields)
+            client.images.update(target_id, remove_props=stale or None, visibility=self._visibility(),
+                                 os_hidden=False, **fields)
             if reactivate and image["status"] == "deactivated":
-                self._client.images.reactivate(target_id)
+                client.images.reactivate(target_id)
         self._sharing.share_missing(target_id, desired)
 
     def mapped_projects(self) -> dict[str, str | TargetError]:
@@ -197,12 +202,13 @@ class GlanceDriver:
         the imagesync user cannot use). Raises TargetError when Keystone cannot be asked."""
         vo = properties.vo_of(desired)
         where = Placement(name=properties.image_name(desired), vo=vo, format=disk_format)
-        if self.settings.visibility != "shared":
+        if self.settings.visibility != "shared" and not self._owners.per_project:
             with self._calls("find the owner project"):
                 owner = self._spec.options.get("project_name") or str(self._session.get_project_id())
             return replace(where, project=owner)
         try:
             self._sharing.members_for(desired)
+            self._owners.project_for(desired)
         except TargetCallError:
             raise
         except TargetError as exc:
@@ -212,7 +218,7 @@ class GlanceDriver:
     def retire(self, target_id: str, mode: RetireMode) -> None:
         if mode == "hide":
             with self._calls(f"hide {target_id}"):
-                self._client.images.update(target_id, os_hidden=True)
+                self._owners.of(target_id).client().images.update(target_id, os_hidden=True)
         elif mode == "deactivate":
             self._deactivate(target_id)
         else:
@@ -220,20 +226,21 @@ class GlanceDriver:
 
     def _deactivate(self, target_id: str) -> None:
         with self._calls(f"deactivate {target_id}"):
-            if self._client.images.get(target_id)["status"] == "active":
-                self._client.images.deactivate(target_id)
+            client = self._owners.of(target_id).client()
+            if client.images.get(target_id)["status"] == "active":
+                client.images.deactivate(target_id)
 
     def _delete(self, target_id: str) -> None:
         try:
             with self._calls(f"delete {target_id}"):
-                self._client.images.delete(target_id)
+                self._owners.of(target_id).client().images.delete(target_id)
         except TargetCallError as exc:
             if exc.status not in (403, 409):
                 raise
             # In use or protected: take it out of service now, try the delete again next run.
             self._deactivate(target_id)
             with self._calls(f"make {target_id} private"):
-                self._client.images.update(target_id, visibility="private")
+                self._owners.of(target_id).client().images.update(target_id, visibility="private")
             raise TargetError(f"delete of {target_id} refused ({exc.message}); deactivated and made private, "
                               "will retry next run", subject=f"target {self.name}") from None
 
@@ -242,18 +249,22 @@ class GlanceDriver:
     def foreign(self, source: str, *, tags: tuple[str, ...] = ATROPE_TAGS) -> list[Foreign]:
         """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (any of ``tags``:
         Glance's tag filter matches images carrying all the tags given, so one listing a tag). Raises TargetError."""
+        found: dict[str, Any] = {}
         with self._calls(f"list {source} images"):
-            owner = str(self._session.get_project_id())
-            queries = [{"tag": tag, "owner": owner} for tag in tags] if source == "atrope" else [{"owner": owner}]
-            found: dict[str, Any] = {}
-            for query in queries:
-                found.update(listing.list_images(self._images, query))
+            for route in self._owners.listed():  # per-project: the VO projects too, each with its own token
+                owner = route.project or str(self._session.get_project_id())
+                queries = [{"tag": tag, "owner": owner} for tag in tags] if source == "atrope" else [{"owner": owner}]
+                for query in queries:
+                    images = listing.list_images(route.images, query)
+                    found.update(images)
+                    for image_id in images:
+                        self._owners.remember(image_id, route)
         return [foreign(image, source) for image in found.values() if is_foreign(image, source, self.tag)]
 
     def take_over(self, image_id: str, desired: DesiredImage) -> None:
         """Put our tag and properties on an adopted image (no upload). Raises TargetError."""
         with self._calls(f"tag {image_id}"):
-            self._client.image_tags.update(image_id, self.tag)
+            self._owners.of(image_id).client().image_tags.update(image_id, self.tag)
         self.update_metadata(image_id, desired, reactivate=False)
 
     def close(self) -> None:
@@ -261,15 +272,9 @@ class GlanceDriver:
 
     # -- plumbing --------------------------------------------------------------------------------------------
 
-    def _status(self, image_id: str) -> str | None:
+    def _delete_quietly(self, route: Route, image_id: str) -> None:
         try:
-            return str(self._client.images.get(image_id)["status"])
-        except Exception:
-            return None
-
-    def _delete_quietly(self, image_id: str) -> None:
-        try:
-            self._client.images.delete(image_id)
+            route.client().images.delete(image_id)
         except Exception as exc:
             log.warning("target=%s could not delete half-created image %s: %s", self.name, image_id,
                         redact.text(str(exc)))
@@ -278,20 +283,12 @@ class GlanceDriver:
         return calls(self.name, what, self.settings.timeout, self._spec.options.get("auth_url"))
 
 
-class _UploadReads:
-    """Hands glanceclient 64 KiB per read instead of its 1 MiB: measured behind gunicorn, big chunks of a chunked
-    upload cost the server more copying than they save (bench/glance.py --read-size compares). Each read is
-    counted on ``meter``."""
-
-    def __init__(self, handle: IO[bytes], meter: Meter) -> None:
-        self._handle = handle
-        self._meter = meter
-
-    def read(self, _size: int = -1) -> bytes:
-        block = self._handle.read(_READ_SIZE)
-        self._meter.update(len(block))
-        return block
-
-
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
+
+
+def _status(client: Any, image_id: str) -> str | None:
+    try:
+        return str(client.images.get(image_id)["status"])
+    except Exception:
+        return None

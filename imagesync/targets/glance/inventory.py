@@ -75,11 +75,12 @@ def list_images(images: Any, query: Mapping[str, str], *, page_size: int = PAGE_
     return found
 
 
-def held(image: Mapping[str, Any]) -> Held:
-    """The driver-neutral view of one Glance image carrying our tag."""
+def held(image: Mapping[str, Any], *, misplaced: bool = False) -> Held:
+    """The driver-neutral view of one Glance image carrying our tag; ``misplaced`` when it lives outside the
+    project it belongs in (:mod:`imagesync.targets.glance.owners`)."""
     return Held(target_id=str(image["id"]), list_name=image.get("imagesync_list"),
                 identifier=image.get("imagesync_image_id"), version=image.get("imagesync_version"),
                 sha512=image.get("imagesync_sha512"),
                 active=image["status"] == "active" and not image.get("os_hidden", False),
                 digest=image.get("imagesync_digest"), name=image.get("name"), vo=image.get("ad_vo"),
-                disk_format=image.get("disk_format"), size=image.get("size"))
+                disk_format=image.get("disk_format"), size=image.get("size"), misplaced=misplaced)

@@ -43,7 +43,7 @@ class Sharing:
     def members_for(self, desired: DesiredImage) -> list[str]:
         """Project ids ``desired`` is to be shared with (none unless visibility is shared). Raises TargetError
         when its VO is unmapped or its project unusable (the message says why)."""
-        if self._settings.visibility != "shared":
+        if not self._shares():
             return []
         vo = properties.vo_of(desired)
         found = self._mapping().get(vo) if vo is not None else None
@@ -56,13 +56,20 @@ class Sharing:
         return [found]
 
     def mapped_projects(self) -> dict[str, str | TargetError]:
-        """VO -> project id, or why that VO's project cannot be used, for shared visibility (empty otherwise).
-        Raises TargetError when the mapping cannot be read or Keystone cannot be asked at all."""
-        return dict(self._mapping()) if self._settings.visibility == "shared" else {}
+        """VO -> project id, or why that VO's project cannot be used, for shared visibility or ownership
+        per-project (empty otherwise). Raises TargetError when the mapping cannot be read or Keystone cannot be
+        asked at all."""
+        return dict(self._mapping()) if self._mapped() else {}
+
+    def resolved(self) -> dict[str, str | TargetError]:
+        """VO -> project id, or why not, whatever the visibility (ownership per-project routes by it). Raises
+        TargetError as :meth:`mapped_projects`."""
+        return self._mapping()
 
     def project_of(self, vo: str | None) -> str | None:
-        """The project as the mapping file names it (name or id) for ``vo``; None when unmapped or not shared."""
-        if self._settings.visibility != "shared" or vo is None:
+        """The project as the mapping file names it (name or id) for ``vo``; None when unmapped, or neither
+        shared nor owned per project."""
+        if not self._mapped() or vo is None:
             return None
         ref = self._refs().get(vo)
         return ref.project if ref is not None else None
@@ -100,9 +107,17 @@ class Sharing:
                 self._clients[project_id] = self._glance(self._spec.session(project_id=project_id))
             return self._clients[project_id]
 
+    def _shares(self) -> bool:
+        # Per-project images are owned by their VO's project: nothing to share with it.
+        return self._settings.visibility == "shared" and self._settings.ownership == "shared"
+
+    def _mapped(self) -> bool:
+        return self._settings.visibility == "shared" or self._settings.ownership == "per-project"
+
     def _refs(self) -> dict[str, mapping.ProjectRef]:
         if self._settings.projects_file is None:
-            raise TargetError("visibility shared needs projects_file (VO -> project mapping)",
+            raise TargetError("visibility shared and ownership per-project need projects_file (VO -> project "
+                              "mapping)",
                               subject=f"target {self._settings.name}")
         if self._loaded is None:
             self._loaded = mapping.of_target(self._settings.projects, self._settings.projects_file)
