@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from imagesync.model import DesiredImage
+from imagesync.targets import properties
 from imagesync.targets.glance.foreign import Foreign
 
 _REGISTRY_ID = re.compile(r"(?P<reference>.+:[^/:]+)-(?P<digest>sha256:[0-9a-f]{64})")
@@ -51,7 +52,7 @@ def _listed(image: Foreign, candidates: Sequence[DesiredImage]) -> Match:
     if not candidates:
         return _none("no listed image with this identifier")
     sha512 = image.sha512 or _hex(image.claimed, "sha512")
-    for desired in candidates:
+    for desired in _preferred(image, candidates):
         if sha512 and sha512 == desired.image.sha512 and image.version in (None, desired.image.version):
             return Match(desired, "identifier and sha512 match")
     versions = ", ".join(sorted({d.image.version for d in candidates}))
@@ -59,7 +60,7 @@ def _listed(image: Foreign, candidates: Sequence[DesiredImage]) -> Match:
 
 
 def _registry(image: Foreign, digest: str, candidates: Sequence[DesiredImage]) -> Match:
-    served = [d for d in candidates if d.image.version == digest]
+    served = [d for d in _preferred(image, candidates) if d.image.version == digest]
     if not served:
         now = ", ".join(sorted({d.image.version[:19] for d in candidates}))
         return _none(f"the registry serves {now} under this tag now, not {digest[:19]}: the next sync uploads it")
@@ -71,6 +72,11 @@ def _registry(image: Foreign, digest: str, candidates: Sequence[DesiredImage]) -
         return _none("Glance's sha512 differs from that of the bytes the registry serves")
     known = replace(desired.image, sha512=desired.image.sha512 or image.sha512 or "")
     return Match(replace(desired, image=known), "the registry still serves this digest and layer")
+
+
+def _preferred(image: Foreign, candidates: Sequence[DesiredImage]) -> list[DesiredImage]:
+    # The same image listed for several VOs: the copy in a VO's own project (per-project) is that VO's.
+    return sorted(candidates, key=lambda d: properties.vo_of(d) not in image.vos)
 
 
 def _hex(claimed: str | None, algorithm: str) -> str | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -111,3 +112,13 @@ GLANCE = [
 def test_foreign_view(held: dict[str, Any], source: str, view: Foreign, theirs: bool) -> None:
     assert foreign(held, source) == view
     assert is_foreign(held, source, "mine") is theirs
+
+
+@pytest.mark.parametrize(("vos", "expected"), [((), "list-a"), (("a.vo",), "list-a"), (("b.vo",), "list-b")])
+def test_the_same_image_listed_for_two_vos_goes_to_the_vo_whose_project_holds_it(vos: tuple[str, ...],
+                                                                                 expected: str) -> None:
+    """Before: the first listing won, so a copy in VO b's project was recorded as VO a's (and replaced later)."""
+    both = [replace(desired("demo-alpine", "1.0", source=f"list-{vo[0]}", sha512=SHA512), vo=vo)
+            for vo in ("a.vo", "b.vo")]
+    found = match(Foreign("g1", "demo-alpine", "1.0", SHA512, vos=vos), by_identifier(both))
+    assert found.desired is not None and found.desired.list_name == expected

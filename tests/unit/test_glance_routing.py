@@ -171,3 +171,15 @@ def test_a_misplaced_copy_is_replaced_in_its_project_and_retired_by_the_normal_r
     [update] = plans[True]
     assert (update.kind, update.supersedes) == ("update", ("g1",))
     assert update.reason == "version 1 is held outside the project it belongs in: copied there"
+
+
+@pytest.mark.parametrize(("ownership", "project", "expected"), [
+    ("per-project", "p-alpha", ("alpha.vo", "also.vo")),
+    ("per-project", None, ("home.vo",)),
+    ("per-project", "p-none", ()),
+    ("shared", None, ()),
+])
+def test_the_vos_whose_project_holds_a_foreign_image(ownership: str, project: str | None,
+                                                     expected: tuple[str, ...]) -> None:
+    routing = owners(ownership)
+    assert routing.vos_of(routing.route(project)) == expected

@@ -249,17 +249,17 @@ class GlanceDriver:
     def foreign(self, source: str, *, tags: tuple[str, ...] = ATROPE_TAGS) -> list[Foreign]:
         """Images of our project uploaded by cloudkeeper-os (APPLIANCE_* properties) or atrope (any of ``tags``:
         Glance's tag filter matches images carrying all the tags given, so one listing a tag). Raises TargetError."""
-        found: dict[str, Any] = {}
+        found: dict[str, tuple[Any, Route]] = {}
         with self._calls(f"list {source} images"):
             for route in self._owners.listed():  # per-project: the VO projects too, each with its own token
                 owner = route.project or str(self._session.get_project_id())
                 queries = [{"tag": tag, "owner": owner} for tag in tags] if source == "atrope" else [{"owner": owner}]
                 for query in queries:
-                    images = listing.list_images(route.images, query)
-                    found.update(images)
-                    for image_id in images:
-                        self._owners.remember(image_id, route)
-        return [foreign(image, source) for image in found.values() if is_foreign(image, source, self.tag)]
+                    found.update((i, (image, route)) for i, image in listing.list_images(route.images, query).items())
+        for image_id, (_, route) in found.items():
+            self._owners.remember(image_id, route)
+        return [replace(foreign(image, source), vos=self._owners.vos_of(route)) for image, route in found.values()
+                if is_foreign(image, source, self.tag)]
 
     def take_over(self, image_id: str, desired: DesiredImage) -> None:
         """Put our tag and properties on an adopted image (no upload). Raises TargetError."""

@@ -19,13 +19,15 @@ ATROPE_TAGS = ("atrope", "atrope-catchall")
 @dataclass(frozen=True)
 class Foreign:
     """One image another tool uploaded. ``sha512`` is Glance's own hash of the stored bytes (None when Glance
-    hashes with another algorithm); ``claimed`` is the tool's own ``<alg>:<hex>`` record of them, if any."""
+    hashes with another algorithm); ``claimed`` is the tool's own ``<alg>:<hex>`` record of them, if any; ``vos``
+    the VOs whose project holds it (ownership per-project; empty otherwise): their source images are preferred."""
 
     id: str
     identifier: str | None
     version: str | None
     sha512: str | None
     claimed: str | None = None
+    vos: tuple[str, ...] = ()
 
 
 def is_foreign(image: Mapping[str, Any], source: str, own_tag: str) -> bool:

@@ -128,6 +128,13 @@ class Owners:
             return False  # unmapped: nowhere better to put it; its add fails as planned
         return (route.project or self._own_id()) != wanted
 
+    def vos_of(self, route: Route) -> tuple[str, ...]:
+        """The VOs mapped to the project ``route`` reaches (per-project; none with shared). Raises as ``mapping``."""
+        if not self.per_project:
+            return ()
+        project = route.project or self._own_id()
+        return tuple(sorted(vo for vo, found in self._mapping().items() if found == project))
+
     def _login(self, project: str) -> Route:
         session = self._spec.session(project_id=project)
         try:
