@@ -15,7 +15,7 @@ import pytest
 from imagesync.config import settings as config
 from imagesync.demo.server import Fault
 from imagesync.demo.world import DemoWorld, demo_images
-from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadPolicy
+from imagesync.images.download import Downloaded, Downloader, DownloadPolicy
 from imagesync.model import Action, ActionKind, DesiredImage, Image
 from imagesync.net import guard as netguard
 from imagesync.run import flow
@@ -84,7 +84,7 @@ class Recorder:
         self.running: dict[str, int] = {}
         self.widest: dict[str, int] = {}
 
-    def transfer(self, act: Action, fetched: Downloaded | DownloadError) -> str:
+    def transfer(self, act: Action, fetched: flow.Fetched) -> str:
         with self.lock:
             self.running[act.target] = self.running.get(act.target, 0) + 1
             self.widest[act.target] = max(self.widest.get(act.target, 0), self.running[act.target])
@@ -92,7 +92,7 @@ class Recorder:
         with self.lock:
             self.running[act.target] -= 1
             self.order.append(f"{act.kind} {act.target} {act.identifier}")
-        return "ok" if isinstance(fetched, Downloaded) else f"failed: {fetched.one_line()}"
+        return "ok" if isinstance(fetched, Downloaded) else f"failed: {fetched}"
 
     def other(self, act: Action) -> str:
         with self.lock:

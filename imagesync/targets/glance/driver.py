@@ -111,7 +111,8 @@ class GlanceDriver:
         Raises TargetError; nothing of a failed add is left in Glance."""
         members = self._sharing.members_for(upload.desired)
         fields = self._fields(upload.desired, _glance_format(upload.disk_format), upload.virtual_size)
-        image_id = self._importer.add(upload, fields, self._visibility()) or self._direct(upload, fields)
+        # An image Glance failed to pull is downloaded now (upload.local), once for all its targets.
+        image_id = self._importer.add(upload, fields, self._visibility()) or self._direct(upload.local())
         try:
             self._sharing.share(image_id, members)
         except BaseException:
@@ -119,7 +120,12 @@ class GlanceDriver:
             raise
         return image_id
 
-    def _direct(self, upload: Upload, fields: dict[str, Any]) -> str:
+    def pulls(self, desired: DesiredImage, disk_format: str) -> bool:
+        """True when Glance fetches ``desired`` from its URL itself (``upload:``). Raises nothing."""
+        return self._importer.pulls(desired, disk_format)
+
+    def _direct(self, upload: Upload) -> str:
+        fields = self._fields(upload.desired, _glance_format(upload.disk_format), upload.virtual_size)
         with self._calls(f"create image for {upload.desired.image.identifier}"):
             image_id = str(self._client.images.create(**fields, visibility=self._visibility())["id"])
         try:
@@ -144,7 +150,7 @@ class GlanceDriver:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
             upload.meter.reset()
             try:
-                with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
+                with upload.local_path().open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
                     self._client.images.upload(image_id, _UploadReads(handle, upload.meter), image_size=upload.size)
                 return
             except TargetCallError as exc:
@@ -295,3 +301,4 @@ class _UploadReads:
 
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
+
