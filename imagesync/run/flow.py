@@ -7,7 +7,9 @@ verified an image hands each of its adds and updates to the lane of that action'
 not their sum. The actions that move no bytes (keeps, metadata refreshes, adoptions) run meanwhile on the
 calling thread. A target's retirements run last, once every add and update of that target has finished, so a
 new version is active before any old one is touched (invariant 3), exactly as when everything ran one after the
-other; they do not wait for the other targets' pushes (a slow site holds back no other, issue 11).
+other; they do not wait for the other targets' pushes (a slow site holds back no other, issue 11). An image
+every target of which fetches itself (Glance's web-download) is not downloaded at all unless one of them falls
+back (:mod:`imagesync.run.pull`).
 
 Why not upload while the bytes still arrive (hashing on the fly, making the image visible only once the sha512
 matched)? A Glance image being uploaded already exists for its owner; a wrong byte found at the end would mean a
