@@ -16,7 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from imagesync.errors import ImagesyncError
 from imagesync.images import convert
@@ -24,6 +23,7 @@ from imagesync.images.download import Downloaded, Downloader
 from imagesync.images.stream import file_sha512_memo
 from imagesync.model import Action, DesiredImage, Plan, RetireMode
 from imagesync.run import fanout, flow, pull
+from imagesync.run.results import ActionResult, log_action
 from imagesync.sources.base import ImageLocation
 from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.state.store import StateStore, TargetImageRecord
@@ -33,22 +33,10 @@ from imagesync.util.logfields import fields
 from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
-Status = Literal["planned", "done", "failed", "skipped"]
+__all__ = ["ActionResult", "Executor", "TargetRuntime"]  # ActionResult lives in results; callers import it here
 S = TargetState
 Fetched = flow.Fetched
 _FORWARD = (S.PENDING, S.DOWNLOADED, S.UPLOADING, S.ACTIVE)
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: Action
-    status: Status
-    error: str | None = None
-    target_id: str | None = None
-    # Bytes sent to the target (the file uploaded by an add or update); 0 for every other action.
-    bytes_uploaded: int = 0
-    # Bytes the target fetched from the image's URL itself (imagesync.run.pull): neither downloaded nor uploaded here.
-    bytes_pulled: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,10 +126,15 @@ class Executor:
         desired = self._seen(action.desired, fetched, record) if isinstance(fetched, Downloaded) else action.desired
         record = self._advance(record, S.DOWNLOADED)
         runtime = self.targets[action.target]
-        fallback = pull.Fallback(lambda: self._prepared(action, desired, pull.got(fetched).path))
+        def local() -> Upload:
+            return self._prepared(action, desired, pull.got(fetched).path)
+
+        fallback = pull.Fallback(local)
+        # A target that pulls gets a remote upload even when the image was downloaded for another target: so
+        # the report knows whether it used the bytes (its import failed) or fetched them itself.
+        remote = isinstance(fetched, pull.Deferred) or self._pulls(action)
         try:
-            upload = self._prepared(action, desired, fetched.path) if isinstance(fetched, Downloaded) \
-                else pull.remote(action, fallback)
+            upload = pull.remote(action, fallback) if remote else local()
             record = self._advance(record, S.UPLOADING)
             with self.progress.meter(f"upload {action.target}: {action.list_name}/{desired.image.identifier}",
                                      upload.size) as meter:
@@ -150,8 +143,7 @@ class Executor:
             error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
             self._fail(record, error)
             return ActionResult(action, "failed", redact.text(error))
-        # A remote upload sent nothing unless its import failed and the driver uploaded the bytes after all.
-        sent, pulled = (upload.size, 0) if upload.path is not None or fallback.used else (0, upload.size)
+        sent, pulled = (0, upload.size) if remote and not fallback.used else (upload.size, 0)
         self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
         self._replaced_in_place(action.target, target_id, keep=record.id)
         # A target that names files by version (directory) overwrote a re-spun image in place: same id.
@@ -288,22 +280,3 @@ class Executor:
     def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
         matches = [r for r in self.store.target_images(target=target, target_id=target_id) if r.state != S.DELETED]
         return max(matches, key=lambda r: r.id) if matches else None
-
-
-_DONE = {"add": "image added", "update": "image updated", "update-metadata": "metadata updated",
-         "retire": "image retired", "keep": "image kept"}
-
-
-def log_action(result: ActionResult, *, seconds: float | None = None) -> None:
-    """One record per action: ERROR when it failed, DEBUG for a keep (nothing happened), else INFO."""
-    action = result.action
-    if result.status == "failed":
-        level, message = logging.ERROR, f"{action.kind} failed"
-    else:
-        level = logging.DEBUG if action.kind == "keep" else logging.INFO
-        message = _DONE[action.kind] if result.status == "done" else f"{action.kind} {result.status}"
-    log.log(level, "%s", message, extra=fields(
-        list=action.list_name, image=action.identifier, version=action.version, target=action.target,
-        action=action.kind, result=result.status, target_id=result.target_id,
-        bytes=result.bytes_uploaded or None, seconds=round(seconds, 3) if seconds is not None else None,
-        error=result.error))

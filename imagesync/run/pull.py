@@ -4,7 +4,9 @@ When each target of an image answers ``pulls`` (a Glance target with ``upload: w
 the cloud offers it, for an image whose URL needs no token and no conversion), the bytes need not cross this host:
 the image's adds get a :class:`Deferred` instead of a download, and their drivers an Upload without a path. A
 driver whose import failed asks for the bytes (``Upload.local``); the first ask downloads them (the same
-verified, cached download as always), the others wait for it and share it.
+verified, cached download as always), the others wait for it and share it. The state of such a copy still
+passes through ``downloaded`` (the lifecycle's one way to ``uploading``); the report tells the bytes apart:
+``bytes_pulled`` for what a target fetched itself, ``bytes_uploaded`` only for what was sent from here.
 """
 
 from __future__ import annotations
