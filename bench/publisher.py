@@ -49,8 +49,8 @@ class _Counted(_Resource):
 class CountingServer(ListServer):
     """The demo ListServer, counting the bytes of every image body it sends (paths under /images/)."""
 
-    def __init__(self, cert_pem: bytes, key_pem: bytes) -> None:
-        super().__init__(cert_pem, key_pem)
+    def __init__(self, cert_pem: bytes = b"", key_pem: bytes = b"", *, tls: bool = True) -> None:
+        super().__init__(cert_pem, key_pem, tls=tls)
         self._count_lock = threading.Lock()
         self._image_bytes = 0
 

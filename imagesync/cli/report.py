@@ -177,7 +177,8 @@ def sync_text(result: SyncResult) -> str:
     lines.append(f"{'planned' if result.dry_run else 'done'}: {counts['add']} add, {counts['update']} update, "
                  f"{counts['update-metadata']} update-metadata, {counts['retire']} retire, {counts['keep']} keep, "
                  f"{counts['failed']} failed; {counts['bytes_downloaded'] / 1024**2:.1f} MiB downloaded; "
-                 f"exit {result.exit_code}")
+                 + (f"{counts['bytes_pulled'] / 1024**2:.1f} MiB pulled by targets; " if counts["bytes_pulled"] else "")
+                 + f"exit {result.exit_code}")
     return _text(lines)
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from imagesync.util import atomic
 from imagesync.util.meters import SILENT, Meter
 
 _BUFFERS = 3  # one being read, one hashed, one written: measured as fast as 6 once writeback is nudged
@@ -208,3 +209,12 @@ def file_digests(path: Path, chunk_size: int, *, sha256: bool = False) -> Digest
             hasher.update(view[:n])
     return hasher
 
+
+def file_sha512_memo(path: Path) -> str:
+    """sha512 of a converted image, computed once and kept beside it (conversions are cached, so is this)."""
+    memo = path.with_name(path.name + ".sha512")
+    if memo.is_file() and memo.stat().st_mtime >= path.stat().st_mtime:
+        return memo.read_text().strip()
+    digest = file_sha512(path, 4 * 1024 * 1024)
+    atomic.write_bytes(memo, digest.encode())
+    return digest

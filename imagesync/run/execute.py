@@ -16,37 +16,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
 
 from imagesync.errors import ImagesyncError
 from imagesync.images import convert
 from imagesync.images.download import Downloaded, Downloader
-from imagesync.images.stream import file_sha512
+from imagesync.images.stream import file_sha512_memo
 from imagesync.model import Action, DesiredImage, Plan, RetireMode
-from imagesync.run import fanout, flow
+from imagesync.run import fanout, flow, pull
+from imagesync.run.results import ActionResult, log_action
 from imagesync.sources.base import ImageLocation
 from imagesync.state.lifecycle import IllegalTransition, TargetState, allowed
 from imagesync.state.store import StateStore, TargetImageRecord
 from imagesync.targets.base import Driver, Upload
-from imagesync.util import atomic, redact
+from imagesync.util import redact
 from imagesync.util.logfields import fields
 from imagesync.util.meters import NO_PROGRESS, Progress
 
 log = logging.getLogger(__name__)
-Status = Literal["planned", "done", "failed", "skipped"]
+__all__ = ["ActionResult", "Executor", "TargetRuntime"]  # ActionResult lives in results; callers import it here
 S = TargetState
 Fetched = flow.Fetched
 _FORWARD = (S.PENDING, S.DOWNLOADED, S.UPLOADING, S.ACTIVE)
-
-
-@dataclass(frozen=True)
-class ActionResult:
-    action: Action
-    status: Status
-    error: str | None = None
-    target_id: str | None = None
-    # Bytes sent to the target (the file uploaded by an add or update); 0 for every other action.
-    bytes_uploaded: int = 0
 
 
 @dataclass(frozen=True)
@@ -87,7 +77,12 @@ class Executor:
         actions = [a for a in plan.actions if a.target in self.targets]
         lanes = {name: runtime.uploads for name, runtime in self.targets.items()}
         return flow.run(actions, downloader=self.downloader, lanes=lanes, transfer=self._isolated,
-                        other=self._isolated, locate=self.locate)
+                        other=self._isolated, locate=self.locate, pulls=self._pulls)
+
+    def _pulls(self, action: Action) -> bool:
+        runtime = self.targets[action.target]
+        return action.desired is not None and pull.pulls(action, runtime.driver, runtime.formats,
+                                                         self.locate(action.desired))
 
     def _isolated(self, action: Action, fetched: Fetched | None = None) -> ActionResult:
         started = time.monotonic()
@@ -123,42 +118,51 @@ class Executor:
 
     def _add(self, action: Action, fetched: Fetched | None) -> ActionResult:
         assert action.desired is not None
-        image = action.desired.image
         record = self._fresh_record(action)
-        if not isinstance(fetched, Downloaded):
+        if not isinstance(fetched, (Downloaded, pull.Deferred)):
             error = fetched.one_line() if fetched is not None else "not downloaded"
             self._fail(record, error)
             return ActionResult(action, "failed", error)
-        desired = self._seen(action.desired, fetched, record)
-        image = desired.image
+        desired = self._seen(action.desired, fetched, record) if isinstance(fetched, Downloaded) else action.desired
         record = self._advance(record, S.DOWNLOADED)
         runtime = self.targets[action.target]
+        def local() -> Upload:
+            return self._prepared(action, desired, pull.got(fetched).path)
+
+        fallback = pull.Fallback(local)
+        # A target that pulls gets a remote upload even when the image was downloaded for another target: so
+        # the report knows whether it used the bytes (its import failed) or fetched them itself.
+        remote = isinstance(fetched, pull.Deferred) or self._pulls(action)
         try:
-            with self._preparing(image.sha512):
-                prepared = convert.prepare(fetched.path, sha512=image.sha512, accepted=runtime.formats,
-                                           cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
-                                           max_size=self.max_size, declared=image.format)
+            upload = pull.remote(action, fallback) if remote else local()
             record = self._advance(record, S.UPLOADING)
-            upload = Upload(desired=desired, path=prepared.path, disk_format=prepared.format,
-                            virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
-                            sha512=image.sha512 if not prepared.converted else converted_sha512(prepared.path))
-            with self.progress.meter(f"upload {action.target}: {action.list_name}/{image.identifier}",
+            with self.progress.meter(f"upload {action.target}: {action.list_name}/{desired.image.identifier}",
                                      upload.size) as meter:
                 target_id = runtime.driver.add(replace(upload, meter=meter))
-            sent = upload.size
         except (ImagesyncError, OSError) as exc:
             error = exc.one_line() if isinstance(exc, ImagesyncError) else f"{action.target}: {exc}"
             self._fail(record, error)
             return ActionResult(action, "failed", redact.text(error))
+        sent, pulled = (0, upload.size) if remote and not fallback.used else (upload.size, 0)
         self.store.transition(record.id, S.ACTIVE, target_id=target_id, at=self.now())
         self._replaced_in_place(action.target, target_id, keep=record.id)
         # A target that names files by version (directory) overwrote a re-spun image in place: same id.
-        errors = [self._supersede(action, old) for old in action.supersedes if old != target_id]
-        failed = [e for e in errors if e]
+        failed = [e for e in (self._supersede(action, old) for old in action.supersedes if old != target_id) if e]
         if failed:
             return ActionResult(action, "failed", "new version active, but retiring the old one failed: " + failed[0],
-                                target_id, sent)
-        return ActionResult(action, "done", None, target_id, sent)
+                                target_id, sent, pulled)
+        return ActionResult(action, "done", None, target_id, sent, pulled)
+
+    def _prepared(self, action: Action, desired: DesiredImage, path: Path) -> Upload:
+        """The verified bytes at ``path`` in a format the target accepts. Raises ConversionError, OSError."""
+        image = desired.image
+        with self._preparing(image.sha512):
+            prepared = convert.prepare(path, sha512=image.sha512, accepted=self.targets[action.target].formats,
+                                       cache_dir=self.cache_dir, name=f"{action.list_name}/{image.identifier}",
+                                       max_size=self.max_size, declared=image.format)
+        return Upload(desired=desired, path=prepared.path, disk_format=prepared.format,
+                      virtual_size=prepared.virtual_size, size=prepared.path.stat().st_size,
+                      sha512=image.sha512 if not prepared.converted else file_sha512_memo(prepared.path))
 
     def _seen(self, desired: DesiredImage, fetched: Downloaded, record: TargetImageRecord) -> DesiredImage:
         """The image with the sha512 of its verified bytes: a source that publishes none (an OCI registry) learns
@@ -276,32 +280,3 @@ class Executor:
     def _record_of(self, target: str, target_id: str) -> TargetImageRecord | None:
         matches = [r for r in self.store.target_images(target=target, target_id=target_id) if r.state != S.DELETED]
         return max(matches, key=lambda r: r.id) if matches else None
-
-
-_DONE = {"add": "image added", "update": "image updated", "update-metadata": "metadata updated",
-         "retire": "image retired", "keep": "image kept"}
-
-
-def log_action(result: ActionResult, *, seconds: float | None = None) -> None:
-    """One record per action: ERROR when it failed, DEBUG for a keep (nothing happened), else INFO."""
-    action = result.action
-    if result.status == "failed":
-        level, message = logging.ERROR, f"{action.kind} failed"
-    else:
-        level = logging.DEBUG if action.kind == "keep" else logging.INFO
-        message = _DONE[action.kind] if result.status == "done" else f"{action.kind} {result.status}"
-    log.log(level, "%s", message, extra=fields(
-        list=action.list_name, image=action.identifier, version=action.version, target=action.target,
-        action=action.kind, result=result.status, target_id=result.target_id,
-        bytes=result.bytes_uploaded or None, seconds=round(seconds, 3) if seconds is not None else None,
-        error=result.error))
-
-
-def converted_sha512(path: Path) -> str:
-    """sha512 of a converted image, computed once and kept beside it (conversions are cached, so is this)."""
-    memo = path.with_name(path.name + ".sha512")
-    if memo.is_file() and memo.stat().st_mtime >= path.stat().st_mtime:
-        return memo.read_text().strip()
-    digest = file_sha512(path, 4 * 1024 * 1024)
-    atomic.write_bytes(memo, digest.encode())
-    return digest

@@ -7,7 +7,9 @@ verified an image hands each of its adds and updates to the lane of that action'
 not their sum. The actions that move no bytes (keeps, metadata refreshes, adoptions) run meanwhile on the
 calling thread. A target's retirements run last, once every add and update of that target has finished, so a
 new version is active before any old one is touched (invariant 3), exactly as when everything ran one after the
-other; they do not wait for the other targets' pushes (a slow site holds back no other, issue 11).
+other; they do not wait for the other targets' pushes (a slow site holds back no other, issue 11). An image
+every target of which fetches itself (Glance's web-download) is not downloaded at all unless one of them falls
+back (:mod:`imagesync.run.pull`).
 
 Why not upload while the bytes still arrive (hashing on the fly, making the image visible only once the sha512
 matched)? A Glance image being uploaded already exists for its owner; a wrong byte found at the end would mean a
@@ -25,10 +27,11 @@ from typing import TypeVar
 
 from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadRequest
 from imagesync.model import Action, DesiredImage
+from imagesync.run.pull import Deferred
 from imagesync.sources.base import ImageLocation
 
 T = TypeVar("T")
-Fetched = Downloaded | DownloadError
+Fetched = Downloaded | DownloadError | Deferred
 
 
 def moves_bytes(action: Action) -> bool:
@@ -38,27 +41,36 @@ def moves_bytes(action: Action) -> bool:
 
 def run(actions: Sequence[Action], *, downloader: Downloader, lanes: Mapping[str, int],
         transfer: Callable[[Action, Fetched], T], other: Callable[[Action], T],
-        locate: Callable[[DesiredImage], ImageLocation] = lambda d: ImageLocation(url=d.image.uri)) -> list[T]:
+        locate: Callable[[DesiredImage], ImageLocation] = lambda d: ImageLocation(url=d.image.uri),
+        pulls: Callable[[Action], bool] = lambda a: False) -> list[T]:
     """Carry out ``actions`` (the results in their order): ``transfer`` for adds and updates on their target's
     lane once their download is done, ``other`` for the rest, retirements after every transfer. ``lanes`` gives
     each target's upload concurrency; ``locate`` where an image's bytes are (its source knows). ``transfer`` and
     ``other`` must not raise but for a bug, which is re-raised here once the work in flight has stopped. Each
-    target's retirements run on a thread of their own once that target's transfers are over."""
+    target's retirements run on a thread of their own once that target's transfers are over. An image all of
+    whose transfers ``pulls`` (their target fetches it itself) is not downloaded: its transfers start at once,
+    with a :class:`Deferred` download (:mod:`imagesync.run.pull`)."""
     results: dict[int, T] = {}
     by_sha: dict[str, list[int]] = {}
     for index, action in enumerate(actions):
         if moves_bytes(action):
             assert action.desired is not None
             by_sha.setdefault(action.desired.image.content_key, []).append(index)
+    pulled = {key: indexes for key, indexes in by_sha.items() if all(pulls(actions[i]) for i in indexes)}
+    fetched = {key: indexes for key, indexes in by_sha.items() if key not in pulled}
     with _lanes(lanes) as submit:
+        deferred = [(actions[i].target, submit(actions[i].target, _indexed(i, transfer, actions[i], later)))
+                    for request in _requests(actions, pulled, locate)
+                    for later in [Deferred(downloader, request)] for i in pulled[request.key]]
+
         def push(request: DownloadRequest, fetched: Fetched) -> list[tuple[str, Future[tuple[int, T]]]]:
             return [(actions[i].target, submit(actions[i].target, _indexed(i, transfer, actions[i], fetched)))
                     for i in by_sha[request.key]]
 
-        with downloader.running(_requests(actions, by_sha, locate), push) as downloads:
+        with downloader.running(_requests(actions, fetched, locate), push) as downloads:
             results.update((i, other(a)) for i, a in enumerate(actions)
                            if not moves_bytes(a) and a.kind != "retire")
-            pushed = [upload for download in downloads.values() for upload in download.result()]
+            pushed = deferred + [upload for download in downloads.values() for upload in download.result()]
             results.update(_retire_per_target(actions, pushed, other))
     return [results[i] for i in range(len(actions))]
 

@@ -257,4 +257,6 @@ def summary(result: SyncResult) -> dict[str, int]:
     counts["failed"] = sum(1 for r in result.results if r.status == "failed")
     counts["bytes_downloaded"] = result.bytes_downloaded
     counts["bytes_uploaded"] = sum(r.bytes_uploaded for r in result.results)
+    # What the targets fetched from the image URLs themselves: bytes that never crossed this host.
+    counts["bytes_pulled"] = sum(r.bytes_pulled for r in result.results)
     return counts

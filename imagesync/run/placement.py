@@ -15,7 +15,8 @@ from dataclasses import replace
 from imagesync.errors import ImagesyncError
 from imagesync.images.detect import expected_format
 from imagesync.model import Action, DesiredImage, Held, Placement, Plan
-from imagesync.run.execute import ActionResult, TargetRuntime, log_action
+from imagesync.run.execute import ActionResult, TargetRuntime
+from imagesync.run.results import log_action
 from imagesync.targets import properties
 
 log = logging.getLogger(__name__)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, replace
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Protocol
@@ -32,10 +32,11 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Upload:
-    """Verified, possibly converted bytes ready for a target."""
+    """Verified, possibly converted bytes ready for a target; or, with no ``path``, an image the target pulls
+    from its URL itself (a driver whose ``pulls`` said so), whose bytes ``local`` downloads if it must fall back."""
 
     desired: DesiredImage
-    path: Path
+    path: Path | None
     disk_format: str
     virtual_size: int
     size: int
@@ -43,6 +44,25 @@ class Upload:
     sha512: str
     # Told of every block the driver reads from ``path`` (a progress bar on a terminal); reset when it starts over.
     meter: Meter = SILENT
+    # For a remote upload (no ``path``): downloads, verifies and prepares the bytes; once per image, however many
+    # targets fall back.
+    fetch: Callable[[], Upload] | None = None
+
+    def local(self) -> Upload:
+        """This upload with its bytes on this host (itself if they already are). Raises ImagesyncError (the
+        download or conversion failed)."""
+        if self.path is not None:
+            return self
+        if self.fetch is None:
+            raise TargetError("a remote upload without a way to download its bytes (a bug)",
+                              subject=self.desired.image.identifier)
+        return replace(self.fetch(), meter=self.meter)
+
+    def local_path(self) -> Path:
+        """Where the bytes are on this host (downloaded first if remote). Raises ImagesyncError, as ``local``."""
+        path = self.local().path
+        assert path is not None  # a fetch gives a local upload
+        return path
 
 
 class Driver(Protocol):
@@ -72,6 +92,12 @@ class Driver(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # Optional (looked up with getattr; a driver without it never pulls):
+    # def pulls(self, desired: DesiredImage, disk_format: str) -> bool:
+    #     """True when the target fetches ``desired`` in ``disk_format`` from its URL itself, so the executor need
+    #     not download it (its ``add`` then gets an Upload without ``path``). Asked before any download; raises
+    #     nothing."""
 
 
 class DriverFactory(Protocol):

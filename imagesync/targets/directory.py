@@ -61,7 +61,7 @@ class DirectoryDriver:
         props = properties.properties(desired, tag=self.tag, disk_format=upload.disk_format,
                                       virtual_size=upload.virtual_size)
         try:
-            atomic.copy_file(upload.path, destination, upload.meter.update)
+            atomic.copy_file(upload.local_path(), destination, upload.meter.update)
             self._write_sidecar(destination, properties.image_name(desired), props, upload.size, upload.virtual_size)
         except OSError as exc:
             raise TargetError(f"cannot write {destination}: {exc.strerror}", subject=f"target {self.name}") from None

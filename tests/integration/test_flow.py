@@ -15,12 +15,13 @@ import pytest
 from imagesync.config import settings as config
 from imagesync.demo.server import Fault
 from imagesync.demo.world import DemoWorld, demo_images
-from imagesync.images.download import Downloaded, Downloader, DownloadError, DownloadPolicy
+from imagesync.images.download import Downloaded, Downloader, DownloadPolicy
 from imagesync.model import Action, ActionKind, DesiredImage, Image
 from imagesync.net import guard as netguard
 from imagesync.run import flow
 from imagesync.run.execute import ActionResult
 from imagesync.run.pipeline import sync
+from imagesync.run.pull import Deferred
 from imagesync.sources.base import SourceOutcome
 
 LOOPBACK = netguard.parse_networks(["127.0.0.0/8"])
@@ -84,7 +85,7 @@ class Recorder:
         self.running: dict[str, int] = {}
         self.widest: dict[str, int] = {}
 
-    def transfer(self, act: Action, fetched: Downloaded | DownloadError) -> str:
+    def transfer(self, act: Action, fetched: flow.Fetched) -> str:
         with self.lock:
             self.running[act.target] = self.running.get(act.target, 0) + 1
             self.widest[act.target] = max(self.widest.get(act.target, 0), self.running[act.target])
@@ -92,7 +93,7 @@ class Recorder:
         with self.lock:
             self.running[act.target] -= 1
             self.order.append(f"{act.kind} {act.target} {act.identifier}")
-        return "ok" if isinstance(fetched, Downloaded) else f"failed: {fetched.one_line()}"
+        return "ok" if isinstance(fetched, Downloaded) else f"failed: {fetched}"
 
     def other(self, act: Action) -> str:
         with self.lock:
@@ -149,3 +150,30 @@ def test_one_download_serves_every_target_that_wants_the_image(world: DemoWorld,
                        other=steps.other)
     assert results == ["ok", "ok", "ok"]
     assert world.server.hits("/flow/0.img") == 1
+
+
+def test_an_image_every_target_pulls_is_downloaded_only_when_asked_and_once(world: DemoWorld,
+                                                                          downloader: Downloader) -> None:
+    pulled, fetched = served(world, 2)
+    actions = [action("add", t, d.image.identifier, d) for d in (pulled, fetched) for t in ("a", "b")]
+    seen: list[str] = []
+
+    def transfer(act: Action, got: flow.Fetched) -> str:
+        seen.append(f"{act.identifier} {type(got).__name__}")
+        # Both targets of img-0 fall back (as after failed imports): they share one lazy download.
+        return str(got.get().path) if isinstance(got, Deferred) else "ok"
+
+    results = flow.run(actions, downloader=downloader, lanes={"a": 1, "b": 1}, transfer=transfer,
+                       other=lambda act: "other", pulls=lambda act: act.identifier == "img-0")
+    assert sorted(seen) == ["img-0 Deferred", "img-0 Deferred", "img-1 Downloaded", "img-1 Downloaded"]
+    assert results[0] == results[1] and Path(results[0]).is_file()
+    assert world.server.hits("/flow/0.img") == world.server.hits("/flow/1.img") == 1
+
+
+def test_an_image_only_some_targets_pull_is_downloaded_first(world: DemoWorld, downloader: Downloader) -> None:
+    (only,) = served(world, 1)
+    actions = [action("add", t, "img-0", only) for t in ("pulls", "direct")]
+    results = flow.run(actions, downloader=downloader, lanes={"pulls": 1, "direct": 1},
+                       transfer=lambda act, got: type(got).__name__, other=lambda act: "other",
+                       pulls=lambda act: act.target == "pulls")
+    assert results == ["Downloaded", "Downloaded"] and world.server.hits("/flow/0.img") == 1

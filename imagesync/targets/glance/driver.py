@@ -120,7 +120,8 @@ class GlanceDriver:
         project = self._owners.project_for(upload.desired)
         with self._calls(f"log in to project {project}"):
             route = self._owners.route(project)
-        image_id = self._importer(route).add(upload, fields, self._visibility()) or self._direct(route, upload, fields)
+        # An image Glance failed to pull is downloaded now (upload.local), once for all its targets.
+        image_id = self._importer(route).add(upload, fields, self._visibility()) or self._direct(route, upload.local())
         self._owners.remember(image_id, route)
         try:
             self._sharing.share(image_id, members)
@@ -128,6 +129,11 @@ class GlanceDriver:
             self._delete_quietly(route, image_id)
             raise
         return image_id
+
+    def pulls(self, desired: DesiredImage, disk_format: str) -> bool:
+        """True when Glance fetches ``desired`` from its URL itself (``upload:``). Raises nothing."""
+        # What the cloud offers is the same in every project: the target's own importer answers.
+        return self._importer(self._owners.route(None)).pulls(desired, disk_format)
 
     def _importer(self, route: Route) -> Importer:
         # One per project: an import is created, polled and finished with a token of the project that owns it.
@@ -138,7 +144,8 @@ class GlanceDriver:
                                                        calls=self._calls))
         return self._importers[route.project]
 
-    def _direct(self, route: Route, upload: Upload, fields: dict[str, Any]) -> str:
+    def _direct(self, route: Route, upload: Upload) -> str:
+        fields = self._fields(upload.desired, _glance_format(upload.disk_format), upload.virtual_size)
         with self._calls(f"create image for {upload.desired.image.identifier}"):
             image_id = str(route.client().images.create(**fields, visibility=self._visibility())["id"])
         try:
@@ -165,7 +172,7 @@ class GlanceDriver:
         for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
             upload.meter.reset()
             try:
-                with upload.path.open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
+                with upload.local_path().open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
                     client.images.upload(image_id, UploadReads(handle, upload.meter), image_size=upload.size)
                 return
             except TargetCallError as exc:

@@ -13,8 +13,10 @@ carrying our tag (so a later run finds and deletes it) and :data:`~imagesync.tar
 Only when Glance's ``os_hash_value`` and ``size`` equal the expected sha512 and size are the properties and the
 visibility written and the marker removed; the caller shares it then, exactly as after a direct upload.
 
-A failed, refused, stuck (``import_timeout``) or mismatching import is deleted and the caller uploads directly:
-the bytes it downloaded and verified are still at hand (the executor downloads every image today).
+A failed, refused, stuck (``import_timeout``) or mismatching import is deleted and the caller uploads directly.
+When every target of an image pulls it (``pulls``, asked before any download), the executor does not download it
+and the Upload has no path: the direct fallback then asks for the bytes (``Upload.local``), downloaded once for
+all the targets that fall back (:mod:`imagesync.run.pull`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from imagesync.config.settings import TargetSettings
+from imagesync.model import DesiredImage, Image
 from imagesync.targets.base import TargetError, Upload
 from imagesync.targets.glance.inventory import PENDING
 from imagesync.util import redact
@@ -46,6 +49,13 @@ class ImportFailed(TargetError):
 def source_problem(upload: Upload) -> str | None:
     """Why Glance cannot fetch ``upload``'s bytes from the image's URL itself (None: it can). Raises nothing."""
     image = upload.desired.image
+    if upload.sha512 != image.sha512 or upload.size != image.size:
+        return "it is converted before upload (Glance would get the unconverted bytes)"
+    return url_problem(image)
+
+
+def url_problem(image: Image) -> str | None:
+    """Why Glance cannot fetch ``image`` from its URL (None: it can). Raises nothing."""
     if image.sha256:
         return "its source is an OCI registry (the blob needs a token)"
     url = urlsplit(image.uri)
@@ -53,8 +63,6 @@ def source_problem(upload: Upload) -> str | None:
         return f"its URL is not http(s) ({url.scheme or 'no scheme'})"
     if url.username or url.password:
         return "its URL carries a token"
-    if upload.sha512 != image.sha512 or upload.size != image.size:
-        return "it is converted before upload (Glance would get the unconverted bytes)"
     return None
 
 
@@ -90,7 +98,17 @@ class Importer:
         wanted = self.settings.upload
         if wanted in ("direct", STAGE):
             return wanted
-        problem = source_problem(upload)
+        return self._pull_or_direct(source_problem(upload))
+
+    def pulls(self, desired: DesiredImage, disk_format: str) -> bool:
+        """True when Glance will fetch ``desired``, unconverted in ``disk_format``, from its URL itself (so
+        it need not be downloaded here). Raises nothing."""
+        if self.settings.upload not in ("auto", PULL) or disk_format != (desired.image.format or "").lower():
+            return False
+        return self._pull_or_direct(url_problem(desired.image)) == PULL
+
+    def _pull_or_direct(self, problem: str | None) -> str:
+        wanted = self.settings.upload
         if problem is None and wanted == "auto" and PULL not in self.offered():
             problem = f"the cloud offers no {PULL} import (only {', '.join(self.offered()) or 'none'})"
         if problem is not None:
@@ -124,9 +142,9 @@ class Importer:
             created = {key: fields[key] for key in _AT_CREATION}
             image_id = str(self._client().images.create(**created, visibility="private", **{PENDING: method})["id"])
         try:
-            self._import(image_id, upload, method)
+            active = self._import(image_id, upload, method)
             self._verify(image_id, upload)
-            self._finish(image_id, fields, visibility)
+            self._finish(image_id, fields, visibility, active)
         except TargetError as exc:
             self._delete(image_id)
             log.warning("target=%s image=%s %s import failed (%s): image deleted, uploading directly",
@@ -137,18 +155,20 @@ class Importer:
             raise
         return image_id
 
-    def _import(self, image_id: str, upload: Upload, method: str) -> None:
+    def _import(self, image_id: str, upload: Upload, method: str) -> Mapping[str, Any]:
         if method == STAGE:
-            with upload.path.open("rb") as handle, self._calls(f"stage {upload.desired.image.identifier}"):
+            with upload.local_path().open("rb") as handle, self._calls(f"stage {upload.desired.image.identifier}"):
                 self._client().images.stage(image_id, handle, image_size=upload.size)
         uri = upload.desired.image.uri if method == PULL else None
         with self._calls(f"{method} import of {redact.url(uri) if uri else image_id}"):
             self._images.post(f"/v2/images/{image_id}/import", json=import_body(method, uri, self.settings))
-        algo = self._wait(image_id).get("os_hash_algo")
+        active = self._wait(image_id)
+        algo = active.get("os_hash_algo")
         if algo != "sha512":
             # A direct upload is checked while imagesync streams it; imported bytes only through this hash.
             raise ImportFailed(f"Glance hashes {image_id} with {algo}, not sha512: the imported bytes cannot be "
                                "checked", subject=f"target {self.settings.name}")
+        return active
 
     def _wait(self, image_id: str) -> Mapping[str, Any]:
         """Poll until the image is active. Raises ImportFailed (failed, gone, or not active within
@@ -170,8 +190,11 @@ class Importer:
             self._sleep(pause)
             pause = min(pause * 2, _POLL_MAX)
 
-    def _finish(self, image_id: str, fields: Mapping[str, Any], visibility: str) -> None:
+    def _finish(self, image_id: str, fields: Mapping[str, Any], visibility: str, active: Mapping[str, Any]) -> None:
         later = {key: value for key, value in fields.items() if key not in _AT_CREATION}
+        if active.get("virtual_size") and not int(later.get("min_disk") or 0):
+            # An image not downloaded here had no virtual size to derive min_disk from: Glance measured it.
+            later["min_disk"] = -(-int(active["virtual_size"]) // 1024**3)
         with self._calls(f"write the properties of {image_id}"):
             self._client().images.update(image_id, remove_props=[PENDING], visibility=visibility, **later)
 
@@ -187,3 +210,4 @@ class Importer:
         if reason not in self._told:
             self._told.add(reason)
             log.info("%s", line)
+
