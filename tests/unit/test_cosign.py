@@ -18,25 +18,12 @@ from imagesync.errors import ConfigError, MalformedSignatureError
 from imagesync.sources.oci import cosign
 from imagesync.sources.oci.cosign import (
     SIGNATURE_ANNOTATION,
-    CosignPublicKey,
     DigestMismatchError,
     NoTrustedSignatureError,
     SignatureLayer,
 )
 from tests.support import cosign_fixtures
-
-DIGEST = "sha256:" + "ab" * 32
-OTHER_DIGEST = "sha256:" + "cd" * 32
-
-
-def keys_for(tmp_path: Path, *private: PrivateKey) -> tuple[CosignPublicKey, ...]:
-    paths = []
-    for number, key in enumerate(private):
-        path = tmp_path / f"key{number}.pub"
-        path.write_bytes(public_key_pem(key))
-        paths.append(path)
-    return cosign.load_public_keys(paths)
-
+from tests.support.cosign_keys import DIGEST, OTHER_DIGEST, keys_for
 
 # --- real cosign signatures (containers/image's cosign-created fixtures) ---------------------------------------
 

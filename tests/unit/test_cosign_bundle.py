@@ -17,7 +17,6 @@ from imagesync.demo.cosign import (
     PrivateKey,
     bundle_referrer,
     new_private_key,
-    public_key_pem,
     sign,
     sigstore_bundle,
     statement_for,
@@ -25,19 +24,8 @@ from imagesync.demo.cosign import (
 from imagesync.errors import MalformedSignatureError
 from imagesync.sources.oci import bundle, cosign
 from imagesync.sources.oci.bundle import KeylessBundleError
-from imagesync.sources.oci.cosign import CosignPublicKey, DigestMismatchError, NoTrustedSignatureError
-
-DIGEST = "sha256:" + "ab" * 32
-OTHER_DIGEST = "sha256:" + "cd" * 32
-
-
-def keys_for(tmp_path: Path, *private: PrivateKey) -> tuple[CosignPublicKey, ...]:
-    paths = []
-    for number, key in enumerate(private):
-        path = tmp_path / f"key{number}.pub"
-        path.write_bytes(public_key_pem(key))
-        paths.append(path)
-    return cosign.load_public_keys(paths)
+from imagesync.sources.oci.cosign import DigestMismatchError, NoTrustedSignatureError
+from tests.support.cosign_keys import DIGEST, OTHER_DIGEST, keys_for
 
 
 def signed(key: PrivateKey, digest: str = DIGEST) -> bytes:
