@@ -18,9 +18,10 @@ import yaml
 from imagesync.config import settings as config
 from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
-from imagesync.run.pipeline import SyncResult, sync
+from imagesync.run.pipeline import sync
 from imagesync.state.store import StateStore
 from tests.devcloud.fixture import DevCloud
+from tests.support.runs import images_v1, kinds
 
 DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id", "imagesync_version",
                      "imagesync_sha512", "vmcatcher_event_ad_mpuri", "vmcatcher_event_dc_title",
@@ -68,15 +69,6 @@ def env(vo_access: DevCloud, tmp_path: Path) -> Iterator[Env]:
         for image in Env(world, cloud, tag, path).images().values():
             glance.images.update(image["id"], protected=False)
             glance.images.delete(image["id"])
-
-
-def images_v1() -> list[DemoImage]:
-    alpine, debian = demo_images("1.0")
-    return [alpine, DemoImage(debian.identifier, debian.version, debian.title, debian.data, vo="beta.vo")]
-
-
-def kinds(result: SyncResult) -> list[tuple[str, str, str]]:
-    return [(r.action.kind, r.action.identifier, r.status) for r in result.results]
 
 
 def test_add_shares_with_the_vo_projects_and_writes_every_property(env: Env) -> None:

@@ -17,11 +17,12 @@ import pytest
 import yaml
 
 from imagesync.config import settings as config
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import DemoWorld, build, demo_images
 from imagesync.errors import EXIT_OK
 from imagesync.run.adopt import adopt
-from imagesync.run.pipeline import SyncResult, sync
+from imagesync.run.pipeline import sync
 from tests.devcloud.fixture import DevCloud
+from tests.support.runs import images_v1, kinds
 
 OWN = "(own)"
 
@@ -77,15 +78,6 @@ def env(vo_access: DevCloud, tmp_path: Path) -> Iterator[Env]:
         for glance, project_id in clients.values():  # foreign images a test made
             for image in glance.images.list(filters={"owner": project_id, "APPLIANCE_VO": tag}):
                 glance.images.delete(image["id"])
-
-
-def images_v1() -> list[DemoImage]:
-    alpine, debian = demo_images("1.0")
-    return [alpine, DemoImage(debian.identifier, debian.version, debian.title, debian.data, vo="beta.vo")]
-
-
-def kinds(result: SyncResult) -> list[tuple[str, str, str]]:
-    return [(r.action.kind, r.action.identifier, r.status) for r in result.results]
 
 
 def test_each_vo_image_is_owned_by_its_project_private_and_unshared(env: Env) -> None:

@@ -19,8 +19,9 @@ from imagesync.demo.server import Fault
 from imagesync.demo.world import LIST_PATH, DemoImage, DemoWorld, demo_images
 from imagesync.errors import EXIT_LOCKED, EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL
 from imagesync.run import lock
-from imagesync.run.pipeline import SyncResult, sync
+from imagesync.run.pipeline import sync
 from imagesync.state.store import StateStore
+from tests.support.runs import kinds
 
 
 def settings_for(world: DemoWorld, **lists_extra: object) -> config.Settings:
@@ -41,10 +42,6 @@ def archive(world: DemoWorld) -> dict[str, dict[str, object]]:
 def retired(world: DemoWorld) -> list[str]:
     root = world.root / "archive" / "retired"
     return sorted(str(p.relative_to(root))[:-5] for p in root.glob("demo/*.json"))
-
-
-def kinds(result: SyncResult) -> list[tuple[str, str, str]]:
-    return [(r.action.kind, r.action.identifier, r.status) for r in result.results]
 
 
 def image_hits(world: DemoWorld, images: list[DemoImage]) -> int:
