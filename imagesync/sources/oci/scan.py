@@ -16,11 +16,10 @@ _ATTACHMENT = re.compile(r"^sha(256|512)-[0-9a-f]+(\.(sig|att|sbom))?$")
 
 @dataclass
 class Scan:
-    """The registry of one subscription, and where its problems are told."""
+    """The registry of one subscription."""
 
     client: HarborClient
     settings: RegistrySettings
-    problems: list[str]
 
     def repositories(self) -> list[str]:
         """The repositories to look at. Raises RegistryError: a registry that cannot be listed fails whole."""

@@ -84,7 +84,7 @@ class RegistrySource:
         store, record = self.context.store, self.context.record
         previous = store.get_list(self.name) if store is not None else None
         memory = load(previous.raw if previous is not None else None, self._keys_id())
-        scan = Scan(self.client, self.settings, self.problems)
+        scan = Scan(self.client, self.settings)
         seen: dict[str, Seen] = {}
         unknown: list[str] = []
         tags = list(followed(scan, self.settings))
