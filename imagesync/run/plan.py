@@ -8,8 +8,9 @@ carries the reason an operator reads in the report. The rules, per target and li
 - a listed image: keep if the target holds this version with this sha512 (update-metadata if the metadata
   changed or it was retired), update if it holds other versions, add otherwise (re-add if the state knew it);
 - a held image no longer listed, outside the ``images:`` subset, or past its own expiry: retire;
-- a held copy the driver reports misplaced (outside the project it belongs in) is never current: the listed
-  image is added again (an update that supersedes it), so the misplaced copy retires by the normal rules;
+- a held copy the driver reports misplaced (outside the project it belongs in), known to the state or not, is
+  never current: the listed image is added again (an update that supersedes it), so the misplaced copy retires
+  by the normal rules;
 - images carrying our tag that the state does not know are adopted when identifier, version and sha512 match
   a listed image, otherwise only reported;
 - retired images whose ``delete_after`` has elapsed are deleted.
@@ -112,9 +113,10 @@ class _TargetPlanner:
         image = item.image
         # A source that publishes no sha512 (OCI) names its bytes by the version itself (the manifest digest) until
         # they were seen once: then the version alone says "these bytes".
-        current = [h for h in copies if h.version == image.version and (h.sha512 == image.sha512 or not image.sha512)
-                   and not h.misplaced]
-        strangers = [h for h in copies if h not in current and h.target_id not in self.known]
+        matching = [h for h in copies if h.version == image.version and (h.sha512 == image.sha512 or not image.sha512)]
+        current = [h for h in matching if not h.misplaced]
+        # A matching copy in the wrong project is ours even when the state forgot it: it is moved, not left alone.
+        strangers = [h for h in copies if h not in matching and h.target_id not in self.known]
         for h in strangers:
             self.notes.append(f"target {self.target.name}: tagged image {h.target_id} ({item.list_name}/"
                               f"{image.identifier} {h.version}) is unknown to the state and does not match the list: "

@@ -49,12 +49,16 @@ class Env:
 
     def images(self) -> dict[str, tuple[str, Any]]:
         """"<identifier> <version>" -> (the project it lives in, the image), hidden ones included, per project."""
-        found: dict[str, tuple[str, Any]] = {}
+        return {f"{image['imagesync_image_id']} {image['imagesync_version']}": (name, image)
+                for name, image in self.copies()}
+
+    def copies(self) -> list[tuple[str, Any]]:
+        """(the project it lives in, the image) for every image with our tag, hidden ones included."""
+        found: list[tuple[str, Any]] = []
         for name, (glance, project_id) in self.clients().items():
             for hidden in (False, True):
                 query = {"tag": [self.tag], "owner": project_id, **({"os_hidden": True} if hidden else {})}
-                for image in glance.images.list(filters=query):
-                    found[f"{image['imagesync_image_id']} {image['imagesync_version']}"] = (name, image)
+                found.extend((name, image) for image in glance.images.list(filters=query))
         return found
 
 
@@ -73,7 +77,7 @@ def env(vo_access: DevCloud, tmp_path: Path) -> Iterator[Env]:
         made = Env(world, cloud, tag, path)
         yield made
         clients = made.clients()
-        for name, image in made.images().values():
+        for name, image in made.copies():
             clients[name][0].images.delete(image["id"])
         for glance, project_id in clients.values():  # foreign images a test made
             for image in glance.images.list(filters={"owner": project_id, "APPLIANCE_VO": tag}):
@@ -133,6 +137,29 @@ def test_a_copy_shared_from_imagesyncs_project_is_replaced_by_one_owned_by_the_v
     new = env.images()["demo-alpine 1.0"]
     assert (new[0], new[1]["visibility"], new[1]["status"]) == ("vo-alpha", "private", "active")
     assert clients[OWN][0].images.get(old[1]["id"])["status"] == "deactivated"
+    assert kinds(sync(env.settings(), dry_run=False)) == [("keep", "demo-alpine", "done")]
+
+
+@pytest.mark.parametrize("state", ["kept", "lost"])
+def test_a_copy_owned_by_the_vo_is_replaced_by_a_shared_one_when_ownership_goes_back(env: Env, state: str) -> None:
+    """ownership changed from per-project back to shared: the VO project's copy is found (through the state's
+    memory of it, or by the first run's wider look when the state is new) and retires by the normal rules."""
+    alpine = images_v1()[0]
+    env.world.publish([alpine])
+    assert sync(env.settings(), dry_run=False).exit_code == EXIT_OK
+    old = env.images()["demo-alpine 1.0"]
+    assert old[0] == "vo-alpha"
+    if state == "lost":
+        (env.world.root / "state" / "state.db").unlink()
+    result = sync(env.settings(ownership="shared", visibility="shared"), dry_run=False)
+    assert result.exit_code == EXIT_OK, [r.error for r in result.results]
+    assert kinds(result) == [("update", "demo-alpine", "done")]
+    assert result.results[0].action.supersedes == (old[1]["id"],)
+    clients = env.clients()
+    copies = {image["id"]: (name, image["visibility"], image["status"]) for name, image in env.copies()}
+    new = result.results[0].target_id
+    assert copies == {old[1]["id"]: ("vo-alpha", "private", "deactivated"), new: (OWN, "shared", "active")}
+    assert [m["member_id"] for m in clients[OWN][0].image_members.list(new)] == [clients["vo-alpha"][1]]
     assert kinds(sync(env.settings(), dry_run=False)) == [("keep", "demo-alpine", "done")]
 
 

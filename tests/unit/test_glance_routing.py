@@ -46,6 +46,7 @@ class FakeSpec:
     sessions: dict[str, FakeSession] = field(default_factory=dict)
     region: str | None = None
     interface: str = "public"
+    options: dict[str, str] = field(default_factory=dict)
 
     def session(self, *, project_id: str) -> FakeSession:
         self.sessions[project_id] = FakeSession(self.answers)
@@ -147,12 +148,24 @@ def test_a_login_fails_after_one_retry_or_at_once_when_refused(answers: list[Exc
     ("per-project", "broken.vo", None, False),
     ("per-project", None, None, False),
     ("shared", "alpha.vo", None, False),
+    ("shared", "alpha.vo", "p-alpha", True),  # left in its VO's project by an earlier per-project run
+    ("shared", "home.vo", OWN, False),
 ])
 def test_misplaced(ownership: str, vo: str | None, project: str | None, expected: bool) -> None:
     routing = owners(ownership)
     route = routing.route(project)
     image: dict[str, Any] = {"id": "i", **({"ad_vo": vo} if vo else {})}
     assert routing.misplaced(image, route) is expected
+
+
+def test_shared_ownership_looks_for_earlier_copies_in_each_usable_vo_project_it_can_log_in_to() -> None:
+    spec = FakeSpec(answers=[ks_exc.Unauthorized(http_status=401)])  # the first login, p-alpha's, is refused
+    routing = Owners(replace(TargetSettings(name="cloud", driver="glance"), projects={}), spec=cast(AuthSpec, spec),
+                     own=OWN_ROUTE, own_id=lambda: OWN, glance=lambda session: session, mapping=lambda: MAPPING)
+    assert [r.project for r in routing.strays()] == ["p-beta"]
+    assert sorted(spec.sessions) == ["p-alpha", "p-beta"]
+    assert owners("per-project").strays() == []  # listed anyway
+    assert owners("shared").strays() == []  # no mapping: no VO project to look in
 
 
 def held(tid: str, *, misplaced: bool = False) -> Held:

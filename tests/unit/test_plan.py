@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 
@@ -111,6 +112,13 @@ def test_unknown_tagged_image_not_matching_is_reported_not_touched() -> None:
                      "left alone",)
     removed, notes, _ = plan([lst()], [held("g7")], [])
     assert removed == [] and "not retired (removed from list L)" in notes[0]
+
+
+@pytest.mark.parametrize("state", [[known("g1")], []], ids=["known", "forgotten"])
+def test_a_misplaced_copy_is_replaced_whether_the_state_knows_it_or_not(state: list[Known]) -> None:
+    actions, notes, made = plan([lst(img())], [replace(held("g1"), misplaced=True)], state)
+    assert actions == [("update", "version 1 is held outside the project it belongs in: copied there", None)]
+    assert made[0].supersedes == ("g1",) and notes == ()
 
 
 def test_images_of_unconfigured_list_left_alone() -> None:

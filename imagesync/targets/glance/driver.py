@@ -55,7 +55,7 @@ class GlanceDriver:
                                interface=self._spec.interface, endpoint_override=settings.endpoint)
         self._made_client: Any = None
         self._sharing = Sharing(settings, session=self._session, spec=self._spec, client=lambda: self._client,
-                                glance=self._glance, calls=self._calls)
+                                scoped=lambda project: self._owners.route(project).client(), calls=self._calls)
         self._orphans: list[str] = []
         self._sleep = sleep
         own = Route(project=None, client=lambda: self._client, images=self._images)
@@ -85,14 +85,19 @@ class GlanceDriver:
         TargetError."""
         with self._calls("list images"):
             routes = self._owners.listed()  # per-project: one listing per VO project, with its own token
-            found = {i: (image, r) for r in routes for i, image in self._listing(r, hidden=False).items()}
+            found = self._listings(routes, hidden=(False,))
             if listing.needs_hidden_listing(known, found):
-                found.update({i: (image, r) for r in routes for i, image in self._listing(r, hidden=True).items()})
+                found.update(self._listings(routes, hidden=(True,)))
+            if listing.needs_hidden_listing(known, found):  # shared: copies a per-project run left in VO projects
+                found.update(self._listings(self._owners.strays(), hidden=(False, True)))
         for image_id, (_, route) in found.items():
             self._owners.remember(image_id, route)
         self._orphans = [i for i, (image, _) in found.items() if listing.is_orphan(image)]
         return [listing.held(image, misplaced=self._owners.misplaced(image, route))
                 for image, route in found.values() if listing.is_live(image)]
+
+    def _listings(self, routes: list[Route], *, hidden: tuple[bool, ...]) -> dict[str, tuple[Any, Route]]:
+        return {i: (image, r) for r in routes for h in hidden for i, image in self._listing(r, hidden=h).items()}
 
     def _listing(self, route: Route, *, hidden: bool) -> dict[str, Any]:
         query = {"tag": self.tag, "owner": route.project or str(self._session.get_project_id())}

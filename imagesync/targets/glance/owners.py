@@ -13,9 +13,14 @@ each image was found (:meth:`Owners.remember`), and :meth:`Owners.of` routes by 
 Drift between the modes: an image of ours found in a project other than the one its VO maps to (ownership changed
 from shared to per-project, or the mapping changed) is reported :func:`misplaced`; the inventory hands it on as
 not current, so the plan adds a copy in the right project and retires the old one by the normal rules (retire
-mode, ``keep_versions``, ``delete_after``). Going back from per-project to shared is not repaired: the shared
-inventory lists the target's own project only, so the copies in VO projects are no longer seen (the state forgets
-them; delete them by hand or keep per-project).
+mode, ``keep_versions``, ``delete_after``). Going back from per-project to shared is repaired the same way: the
+shared inventory lists the target's own project, and also the mapped VO projects (:meth:`Owners.strays`) whenever
+the plain listing may not be the whole truth, the rule that already decides the hidden listing
+(:func:`imagesync.targets.glance.inventory.needs_hidden_listing`): a first run or a fresh state, or an image the
+state remembers missing from the own project. Copies of ours found there are misplaced, so the own project gets a
+copy and they retire; while a retired one stays (``deactivate``, ``hide``), later runs keep looking, as for hidden
+images. A VO project the imagesync user cannot log in to is skipped with a warning: what cannot be seen is left
+alone, never taken for deleted by anything but the state's memory.
 
 Keystone logins for the VO projects are made one at a time, under a lock, and a login answered 5xx is tried once
 more: a Keystone on SQLite (the dev cloud) answers two token requests at the same instant with HTTP 500 "database
@@ -39,9 +44,19 @@ from imagesync.model import DesiredImage
 from imagesync.targets import properties
 from imagesync.targets.base import TargetError
 from imagesync.targets.glance.auth import AuthSpec
+from imagesync.util import redact
 
 log = logging.getLogger(__name__)
 _RELOGIN_PAUSE = 1.0
+# One lock per Keystone, not per target: the targets of a federation run log in side by side, and several of them
+# (projects or services of one cloud) may share a Keystone that answers simultaneous logins with "database is locked".
+_KEYSTONES: dict[str, threading.Lock] = {}
+_KEYSTONES_LOCK = threading.Lock()
+
+
+def _keystone_lock(auth_url: str) -> threading.Lock:
+    with _KEYSTONES_LOCK:
+        return _KEYSTONES.setdefault(auth_url, threading.Lock())
 
 
 @dataclass(frozen=True)
@@ -71,7 +86,7 @@ class Owners:
         self._sleep = sleep
         self._routes: dict[str, Route] = {}
         self._where: dict[str, str | None] = {}
-        self._lock = threading.Lock()
+        self._lock = _keystone_lock(str(spec.options.get("auth_url") or ""))
 
     def project_for(self, desired: DesiredImage) -> str | None:
         """The project ``desired`` is to be created in (None: the own project, ownership shared). Raises
@@ -98,12 +113,29 @@ class Owners:
         projects = sorted({p for p in self._mapping().values() if isinstance(p, str) and p != own})
         return [self._own, *(self.route(p) for p in projects)]
 
+    def strays(self) -> list[Route]:
+        """Ownership shared with a VO mapping: the routes to the mapped VO projects other than the own one, where
+        an earlier per-project run left copies; a project that cannot be logged in to is left out, with a warning.
+        Empty with per-project (they are listed anyway) or without a mapping. Raises TargetError when the mapping
+        cannot be resolved."""
+        if self.per_project or (self._settings.projects_file is None and self._settings.projects is None):
+            return []
+        own = self._own_id()
+        routes = []
+        for project in sorted({p for p in self._mapping().values() if isinstance(p, str) and p != own}):
+            try:
+                routes.append(self.route(project))
+            except ks_exc.ClientException as exc:
+                log.warning("target=%s cannot look for earlier per-project copies in project %s: %s",
+                            self._settings.name, project, redact.text(str(exc)))
+        return routes
+
     def route(self, project: str | None) -> Route:
         """The route to ``project`` (None: the own one), logged in once per run. Raises keystoneauth1's
         errors when the login fails (after one retry of a 5xx answer)."""
         if project is None or project == self._own_id():
             return self._own  # a VO mapped to imagesync's own project: no second login
-        with self._lock:  # upload threads add side by side: one login per project, one at a time (see above)
+        with self._lock:  # upload threads and targets add side by side: one login at a time per Keystone (above)
             if project not in self._routes:
                 self._routes[project] = self._login(project)
             return self._routes[project]
@@ -118,10 +150,11 @@ class Owners:
         return self.route(self._where.get(target_id))
 
     def misplaced(self, image: Mapping[str, Any], route: Route) -> bool:
-        """Whether ``image`` (of ours, found through ``route``) lives outside the project its VO maps to: only
-        with per-project and a VO that maps to a usable project. Raises nothing once the mapping is resolved."""
+        """Whether ``image`` (of ours, found through ``route``) lives outside the project it belongs in: with
+        per-project, the one its VO maps to (when usable); with shared, the own project. Raises nothing once the
+        mapping is resolved."""
         if not self.per_project:
-            return False
+            return route.project not in (None, self._own_id())  # shared: everything lives in the own project
         vo = image.get("ad_vo")
         wanted = self._mapping().get(vo) if isinstance(vo, str) else None
         if not isinstance(wanted, str):

@@ -8,7 +8,6 @@ client, a glance-client factory and its error mapping) rather than itself, so th
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -26,19 +25,18 @@ class Sharing:
     """VO -> project resolution and image sharing for one Glance target; nothing is contacted until needed."""
 
     def __init__(self, settings: TargetSettings, *, session: Any, spec: AuthSpec, client: Callable[[], Any],
-                 glance: Callable[[Any], Any], calls: Callable[[str], AbstractContextManager[None]]) -> None:
-        """``client`` gives the driver's glanceclient (made when first asked for), ``glance`` makes one for
-        another session."""
+                 scoped: Callable[[str], Any], calls: Callable[[str], AbstractContextManager[None]]) -> None:
+        """``client`` gives the driver's glanceclient (made when first asked for), ``scoped`` one scoped to a
+        project, made once per run: a new one per image cost a Keystone login and a schema fetch each (0.3-0.4 s an
+        image on the dev cloud)."""
         self._settings = settings
         self._session = session
         self._spec = spec
         self._client = client
-        self._glance = glance
+        self._scoped = scoped
         self._calls = calls
         self._members: dict[str, str | TargetError] | None = None
         self._loaded: dict[str, mapping.ProjectRef] | None = None
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
 
     def members_for(self, desired: DesiredImage) -> list[str]:
         """Project ids ``desired`` is to be shared with (none unless visibility is shared). Raises TargetError
@@ -98,14 +96,6 @@ class Sharing:
     def _accept(self, image_id: str, project_id: str) -> None:
         with self._calls(f"accept the share of {image_id} in project {project_id}"):
             self._scoped(project_id).image_members.update(image_id, project_id, "accepted")
-
-    def _scoped(self, project_id: str) -> Any:
-        """A client scoped to ``project_id``, made once per run: a new one per image cost a Keystone login and
-        a schema fetch each (0.3-0.4 s an image on the dev cloud). Its session renews the token when it expires."""
-        with self._lock:  # upload threads accept shares side by side: one login per project, not one per thread
-            if project_id not in self._clients:
-                self._clients[project_id] = self._glance(self._spec.session(project_id=project_id))
-            return self._clients[project_id]
 
     def _shares(self) -> bool:
         # Per-project images are owned by their VO's project: nothing to share with it.
