@@ -18,7 +18,7 @@ from imagesync.config.settings import Settings, TargetSettings
 from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, EXIT_PARTIAL, ImagesyncError, StateError
 from imagesync.images.download import Downloader, DownloadPolicy
 from imagesync.model import DesiredImage, Held, Plan, TargetPolicy
-from imagesync.run import fanout, lock, placement
+from imagesync.run import fanout, lock, placement, unreached
 from imagesync.run.execute import ActionResult, Executor, TargetRuntime
 from imagesync.run.plan import diff
 from imagesync.run.reconcile import reconcile
@@ -102,11 +102,13 @@ def sync(settings: Settings, *, dry_run: bool, lists: tuple[str, ...] = (), targ
         result.plan = placement.place(replace(plan, notes=notes + plan.notes), runtimes, inventory)
         for note in result.plan.notes:
             log.warning("%s", note)
+        missed = _unreached(store, result, chosen)
         if dry_run:
-            result.results = placement.dry_results(result.plan)
+            result.results = placement.dry_results(result.plan) + missed
         else:
             _cleanup(runtimes)
             runnable, blocked = placement.split_blocked(result.plan)
+            blocked += missed
             if observer is not None:
                 for failed in blocked:  # planned failures (an unmapped VO) are done as soon as they are known
                     observer.action_done(failed)
@@ -183,6 +185,14 @@ def _connect(settings: Settings, chosen: list[TargetSettings], result: SyncResul
                                               deadline=deadline)
         result.targets.append(TargetStatus(target.name, "ok"))
     return runtimes, inventory
+
+
+def _unreached(store: StateStore, result: SyncResult, chosen: list[TargetSettings]) -> list[ActionResult]:
+    # The adds and updates an unreachable target misses, failed with its error (imagesync.run.unreached).
+    errors = {t.name: t.error or "target failed" for t in result.targets if t.status == "failed"}
+    known = {name: [r.known() for r in store.target_images(target=name)] for name in errors}
+    return unreached.missed([o.desire for o in result.lists], known, errors, now=result.started_at,
+                            targets=[_policy(t) for t in chosen if t.name in errors])
 
 
 def _policy(target: TargetSettings) -> TargetPolicy:

@@ -164,7 +164,10 @@ def test_an_unreachable_target_fails_alone_while_the_others_connect_at_once(worl
     result = sync(settings, dry_run=False, connect=watching(calls))
     assert [(t.name, t.status) for t in result.targets] == [("a", "ok"), ("b", "ok"), ("dead", "failed")]
     assert "target dead" in (result.targets[2].error or "")
-    assert outcomes(result) == {"a": ["add done", "add done"], "b": ["add done", "add done"]}
+    # Before: nothing at all of the dead target in the results, so no image said what it lacks.
+    assert outcomes(result) == {"a": ["add done", "add done"], "b": ["add done", "add done"],
+                                "dead": ["add failed", "add failed"]}
+    assert {r.error for r in result.results if r.action.target == "dead"} == {result.targets[2].error}
     assert result.exit_code == EXIT_PARTIAL
     # a and b listed at once (the dead one too, unless loading its client took longer); before: one after another.
     assert calls.widest["inventory"] >= 2
@@ -218,7 +221,8 @@ def test_report_metrics_and_logs_name_the_target_of_every_action_and_failure(wor
     done = run("--log-format", "json", "sync", "--format", "json", config=configure_three(world))
     assert done.returncode == EXIT_PARTIAL, done.stderr
     report = json.loads(done.stdout)
-    assert {a["target"] for a in report["actions"]} == {"a", "b"}
+    assert {a["target"] for a in report["actions"]} == {"a", "b", "dead"}
+    assert {a["status"] for a in report["actions"] if a["target"] == "dead"} == {"failed"}
     assert [(t["name"], t["status"]) for t in report["targets"]] == [("a", "ok"), ("b", "ok"), ("dead", "failed")]
     logged = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     assert any(r.get("target") == "dead" and r["level"] == "error" for r in logged), done.stderr
