@@ -12,21 +12,18 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import click
 
 from imagesync.cli import logs
-from imagesync.cli.context import FORMAT, Context, json_text_of, print_json
+from imagesync.cli.context import FORMAT, Context, print_json
+from imagesync.cli.listen import listen_cmd
 from imagesync.cli.verify import verify
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, ConfigError, ImagesyncError
 from imagesync.net import patience
 from imagesync.util import redact
 from imagesync.util.textsafe import one_line
-
-if TYPE_CHECKING:
-    from imagesync.cli.metrics import Recorder
-    from imagesync.config.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +45,7 @@ def cli(ctx: click.Context, config_arg: str | None, verbose: int, quiet: int, lo
 
 
 cli.add_command(verify)
+cli.add_command(listen_cmd)
 
 
 @cli.command("lists", epilog=patience.RULE)
@@ -100,11 +98,8 @@ def plan_cmd(obj: Context, list_names: tuple[str, ...], target_names: tuple[str,
 
 def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_names: tuple[str, ...], fmt: str,
               report_file: Path | None) -> None:
-    from imagesync.cli import progress, report
+    from imagesync.cli import progress, report, runs
     from imagesync.config.registries import source_names
-    from imagesync.notify import deliver as notify
-    from imagesync.run import pipeline
-    from imagesync.util import atomic
 
     settings = obj.settings(interactive=dry_run)
     _check_names("--list", list_names, source_names((item.name for item in settings.lists), settings.registries))
@@ -112,32 +107,15 @@ def _run_sync(obj: Context, dry_run: bool, list_names: tuple[str, ...], target_n
     if not settings.targets:
         raise ConfigError("targets: none configured (add at least one, e.g. driver: directory)",
                           subject=str(settings.source))
-    recorder = _recorder(settings, dry_run)
-    # Leaving the notifier waits for the deliveries; bars only on a terminal, never with -q.
-    with notify.Notifier.for_run(settings, dry_run=dry_run) as notifier, \
-            progress.on_terminal(enabled=not obj.quiet) as bars:
-        result = pipeline.sync(settings, dry_run=dry_run, lists=list_names, targets=target_names, finish=recorder,
-                               observer=notifier, progress=bars)
-        if recorder is not None and recorder.error is not None:
-            result.exit_code = max(result.exit_code, EXIT_PARTIAL)  # alerts would read a stale file: not a success
-        notifier.finished(result)
-        data = report.sync_json(result)
-        if report_file is not None:
-            atomic.write_bytes(report_file, (json_text_of(data) + "\n").encode())
-        if fmt == "json":
-            print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
-        elif not obj.quiet:
-            click.echo(report.sync_text(result))
+    # Bars only on a terminal, never with -q.
+    with progress.on_terminal(enabled=not obj.quiet) as bars:
+        result, data = runs.run(settings, dry_run=dry_run, lists=list_names, targets=target_names,
+                                report_file=report_file, progress=bars)
+    if fmt == "json":
+        print_json(data)  # asked for by name: printed with -q too (--report-file is the quiet way)
+    elif not obj.quiet:
+        click.echo(report.sync_text(result))
     sys.exit(result.exit_code)
-
-
-def _recorder(settings: Settings, dry_run: bool) -> Recorder | None:
-    # Asked here, not by Recorder.for_run, so a run that writes no metrics never imports prometheus_client.
-    if settings.metrics_file is None or dry_run:
-        return None
-    from imagesync.cli import metrics
-
-    return metrics.Recorder.for_run(settings, dry_run=dry_run)
 
 
 def _check_names(option: str, given: tuple[str, ...], known: list[str]) -> None:

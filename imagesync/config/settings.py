@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Literal, cast
 
 from imagesync.config import events as hookconfig
+from imagesync.config import listen as listenconfig
 from imagesync.config import lists as listconfig
 from imagesync.config import registries as registryconfig
 from imagesync.config import sites as siteconfig
 from imagesync.config.events import EventSettings
+from imagesync.config.listen import ListenSettings
 from imagesync.config.lists import Endorser, ListSettings, SignatureMode, derive_name, split_token
 from imagesync.config.mapping import ProjectRef
 from imagesync.config.read import Section, parse_duration, read_yaml
@@ -125,6 +127,7 @@ class Settings:
     events: EventSettings = field(default_factory=EventSettings)  # hooks, hook_timeout, webhooks (notify.deliver)
     registries: tuple[RegistrySettings, ...] = ()  # OCI registries, sources beside lists (config.registries)
     targets_concurrency: int = 4  # targets connected to and pushed to at once (imagesync.run.fanout)
+    listen: ListenSettings = field(default_factory=ListenSettings)  # imagesync listen (config.listen)
 
     def list_named(self, name: str) -> ListSettings | None:
         return next((item for item in self.lists if item.name == name), None)
@@ -158,6 +161,7 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     events = hookconfig.read(root, base)
     registries = registryconfig.read(root, base)
     fanout = root.integer("targets_concurrency", Settings.targets_concurrency, minimum=1, maximum=64)
+    listen = listenconfig.read(root, base)
     root.finish()
     if lists_file is None and listconfig.DEFAULT_LISTS_FILE.exists():
         lists_file = listconfig.DEFAULT_LISTS_FILE
@@ -166,7 +170,7 @@ def from_mapping(raw: object, *, source: Path) -> Settings:
     return Settings(source=source, state_dir=state_dir, cache_dir=cache_dir, image_lists_file=lists_file,
                     trust=trust, download=download, lists=explicit + extra, targets=targets,
                     metrics_file=metrics_file, log=log, events=events, registries=registries,
-                    targets_concurrency=fanout)
+                    targets_concurrency=fanout, listen=listen)
 
 
 def _trust(sec: Section, base: Path) -> TrustSettings:

@@ -1,0 +1,1 @@
+"""imagesync listen: syncs started by change events (registry notifications, Harbor webhooks, POST /v1/sync)."""

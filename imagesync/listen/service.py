@@ -1,0 +1,180 @@
+"""``imagesync listen``: serve the endpoint in a thread and run the due syncs, one at a time, in the main thread.
+
+The runner sleeps until the queue's next source is due (:mod:`imagesync.listen.queue`) or a request wakes it,
+then runs one sync of every due source together, through the same code as ``imagesync sync --list NAME``: same
+lock, same state, metrics, hooks and log. While cron's run (or any other) holds the lock, the sources stay
+queued and the runner tries again every ``LOCK_RETRY`` seconds: a busy lock delays an event, never loses it. A
+sync that fails is logged, counted and announced like any run's, and the endpoint stays up.
+
+SIGTERM or SIGINT stops it: the endpoint closes at once; a sync under way is abandoned where it stands, as a
+killed cron run would be (the lock is released, state.db holds only committed steps, the next run converges:
+invariant 4), and the sources it was running stay queued for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import FrameType
+from typing import Any
+
+from imagesync.config.listen import ListenSettings
+from imagesync.config.registries import source_names
+from imagesync.config.settings import Settings
+from imagesync.errors import EXIT_PARTIAL, ConfigError, ImagesyncError, LockHeldError
+from imagesync.listen.queue import Queue
+from imagesync.listen.server import Endpoint, Server, tls_context
+from imagesync.util.textsafe import one_line
+
+log = logging.getLogger(__name__)
+LOCK_RETRY = 5.0
+_IDLE = 60.0  # longest sleep with nothing due: the queue file may have rows a request thread of another start left
+
+
+class Stopped(BaseException):
+    """Raised in the main thread by SIGTERM or SIGINT, to leave a sync under way (not an Exception: nothing in
+    the pipeline may catch it as a failure)."""
+
+
+RunFn = Callable[[tuple[str, ...]], int]  # sources -> the run's exit code; raises LockHeldError when busy
+
+
+@dataclass
+class Runner:
+    """Takes due sources off the queue and syncs them; its state is what ``/healthz`` shows."""
+
+    settings: ListenSettings
+    queue: Queue
+    run: RunFn
+    clock: Callable[[], float] = time.time
+    running: tuple[str, ...] = ()
+    last: dict[str, Any] | None = None
+    stopping: bool = False
+    busy: bool = False  # the lock was held by another run at the last try
+    _wake: threading.Event = field(default_factory=threading.Event)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def health(self) -> dict[str, Any]:
+        waiting = self.queue.waiting()
+        return {"status": "stopping" if self.stopping else "ok", "waiting": [w.source for w in waiting],
+                "running": list(self.running), "last_run": self.last}
+
+    def loop(self) -> None:
+        """Run due sources until :meth:`stop`. Raises Stopped when a signal ends a sync under way."""
+        while not self.stopping:
+            due, pause = self._due()
+            if not due:
+                self._sleep(pause)
+                continue
+            if not self._run_once(due):
+                self._sleep(LOCK_RETRY)
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._wake.set()
+
+    def _due(self) -> tuple[list[str], float]:
+        now = self.clock()
+        waiting = self.queue.waiting()
+        due = [w.source for w in waiting if w.due_at(self.settings.debounce, self.settings.max_wait) <= now]
+        later = [w.due_at(self.settings.debounce, self.settings.max_wait) - now for w in waiting]
+        return due, min([_IDLE, *later])
+
+    def _run_once(self, due: list[str]) -> bool:
+        """One sync of ``due``; False when the lock was busy (nothing taken off the queue)."""
+        taken = self.clock()
+        self.running = tuple(due)
+        log.info("listen sync sources=%s", ",".join(due))
+        try:
+            code = self.run(tuple(due))
+        except LockHeldError as exc:
+            # Said once per busy spell, not every LOCK_RETRY seconds of a long cron run.
+            log.log(logging.DEBUG if self.busy else logging.INFO, "listen sources=%s wait: %s; trying again "
+                    "every %.0f s", ",".join(due), exc.one_line(), LOCK_RETRY)
+            self.busy = True
+            return False
+        except ImagesyncError as exc:
+            code = exc.exit_code
+            log.error("listen sync sources=%s failed: %s", ",".join(due), exc.one_line())
+        except Exception as exc:  # a bug in one run must not take the endpoint down with it
+            code = EXIT_PARTIAL
+            log.error("listen sync sources=%s failed: unexpected %s: %s", ",".join(due), type(exc).__name__,
+                      one_line(str(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
+        finally:
+            self.running = ()
+        self.busy = False
+        self.queue.done(due, taken)
+        self.last = {"sources": due, "exit_code": code,
+                     "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
+        log.info("listen sync sources=%s finished exit=%d", ",".join(due), code)
+        return True
+
+    def _sleep(self, seconds: float) -> None:
+        self._wake.wait(max(0.05, seconds))
+        self._wake.clear()
+
+
+@contextmanager
+def stop_on_signals(runner: Runner) -> Iterator[None]:
+    """While inside, SIGTERM and SIGINT stop ``runner``: at once when idle, by raising Stopped in the main
+    thread when a sync is under way. Restores the previous handlers on leaving."""
+
+    def handle(signum: int, frame: FrameType | None) -> None:
+        log.info("listen got %s: stopping", signal.Signals(signum).name)
+        busy = bool(runner.running)
+        runner.stop()
+        if busy:
+            raise Stopped(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def serve(settings: Settings, run: RunFn, *, ready: Callable[[str], None] | None = None) -> None:
+    """Listen on ``settings.listen`` and sync what events name through ``run`` until SIGTERM or SIGINT.
+    ``ready`` is told the URL once the socket is bound. Raises ConfigError when listen is not configured,
+    StateError when the queue cannot be opened, OSError when the address cannot be bound."""
+    listen = settings.listen
+    if not listen.configured:
+        raise ConfigError("listen: not configured (give at least listen.secret_file)", subject=str(settings.source))
+    queue = Queue(settings.state_dir, limit=listen.queue_limit)
+    runner = Runner(listen, queue, run)
+    names = source_names((item.name for item in settings.lists), settings.registries)
+    endpoint = Endpoint(settings=listen, sources=names, registries=settings.registries, queue=queue,
+                        wake=runner.wake, health=runner.health)
+    server = Server(endpoint, tls_context(listen))
+    thread = threading.Thread(target=server.serve_forever, name="listen-http", daemon=True)
+    try:
+        with stop_on_signals(runner):
+            thread.start()
+            url = _url(server, listen)
+            log.info("listen on %s; %d source(s) waiting from before", url, len(queue.waiting()))
+            if ready is not None:
+                ready(url)
+            try:
+                runner.loop()
+            except Stopped:
+                log.info("listen abandoned the sync under way; its sources stay queued")
+    finally:
+        if thread.is_alive():
+            server.shutdown()
+        server.server_close()
+        queue.close()
+    log.info("listen stopped")
+
+
+def _url(server: Server, listen: ListenSettings) -> str:
+    host = f"[{listen.address}]" if ":" in listen.address else listen.address
+    return f"{'https' if listen.tls_cert else 'http'}://{host}:{server.server_address[1]}"
