@@ -51,7 +51,8 @@ def test_a_burst_of_twenty_events_is_one_sync_once_the_source_is_quiet(tmp_path:
     for _ in range(20):
         made.queue.add(["reg"], clock())
         clock.now += 1
-    assert made._due() == ([], pytest.approx(10 - 1))  # the last event came a second ago
+    due, pause = made._due()
+    assert due == [] and pause == pytest.approx(10 - 1)  # the last event came a second ago
     clock.now += 10
     due, _ = made._due()
     assert made._run_once(due) and syncs.runs == [("reg",)]
