@@ -8,12 +8,14 @@ sync that fails is logged, counted and announced like any run's, and the endpoin
 
 SIGTERM or SIGINT stops it: the endpoint closes at once; a sync under way is abandoned where it stands, as a
 killed cron run would be (the lock is released, state.db holds only committed steps, the next run converges:
-invariant 4), and the sources it was running stay queued for the next start.
+invariant 4), and the sources it was running stay queued for the next start. The run is given ``STOP_GRACE``
+seconds to unwind (its worker threads finish their current call); then the process ends without waiting.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
@@ -27,13 +29,14 @@ from typing import Any
 from imagesync.config.listen import ListenSettings
 from imagesync.config.registries import source_names
 from imagesync.config.settings import Settings
-from imagesync.errors import EXIT_PARTIAL, ConfigError, ImagesyncError, LockHeldError
+from imagesync.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, LockHeldError
 from imagesync.listen.queue import Queue
 from imagesync.listen.server import Endpoint, Server, tls_context
 from imagesync.util.textsafe import one_line
 
 log = logging.getLogger(__name__)
 LOCK_RETRY = 5.0
+STOP_GRACE = 5.0  # seconds a signalled stop waits for the sync under way to unwind
 _IDLE = 60.0  # longest sleep with nothing due: the queue file may have rows a request thread of another start left
 
 
@@ -122,6 +125,12 @@ class Runner:
         self._wake.clear()
 
 
+def _abandon() -> None:
+    log.warning("listen: the sync under way did not end within %.0f s of the signal; leaving it now", STOP_GRACE)
+    logging.shutdown()
+    os._exit(EXIT_OK)
+
+
 @contextmanager
 def stop_on_signals(runner: Runner) -> Iterator[None]:
     """While inside, SIGTERM and SIGINT stop ``runner``: at once when idle, by raising Stopped in the main
@@ -132,6 +141,11 @@ def stop_on_signals(runner: Runner) -> Iterator[None]:
         busy = bool(runner.running)
         runner.stop()
         if busy:
+            # Unwinding waits for the run's worker threads; one may be inside a long upload. Past the grace
+            # period the process ends as a killed run would: nothing of the state depends on the unwinding.
+            watchdog = threading.Timer(STOP_GRACE, _abandon)
+            watchdog.daemon = True
+            watchdog.start()
             raise Stopped(signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}

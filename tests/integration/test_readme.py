@@ -46,6 +46,14 @@ ELSEWHERE: dict[str, str] = {
     "_IMAGESYNC_COMPLETE=bash_source imagesync > /etc/bash_completion.d/imagesync":
         f"{INSTALL_TESTS}::test_installed_command_completes",
 }
+# The signed request of "Syncs on events", run as written (its paths and URL pointed at a test listener).
+ELSEWHERE.update(dict.fromkeys(
+    [shlex.join(shlex.split(line)) for line in (
+        """body='{"source": "egi-fedcloud"}'""",
+        """sig=$(printf %s "$body" | openssl dgst -sha256 -hmac "$(cat /etc/imagesync/listen.secret)" -r """
+        """| cut -d' ' -f1)""",
+        """curl -sS -H "X-Imagesync-Signature: sha256=$sig" -d "$body" http://127.0.0.1:8780/v1/sync""")],
+    "tests/integration/test_listen.py::test_the_readmes_signed_request_is_accepted"))
 APPDB_CA = x509.Name([x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "ORG"),
                       x509.NameAttribute(NameOID.DOMAIN_COMPONENT, "SEE-GRID"),
                       x509.NameAttribute(NameOID.COMMON_NAME, "SEE-GRID CA 2013")])

@@ -31,7 +31,7 @@ def _units_inside(installation: Installation, where: Path) -> list[Path]:
     installed ones name the test's user, nobody, which systemd rightly calls unsafe.)"""
     where.mkdir()
     units = []
-    for name in ("imagesync.service", "imagesync.timer"):
+    for name in ("imagesync.service", "imagesync.timer", "imagesync-listen.service"):
         text = installation.path(f"/opt/imagesync/share/imagesync/etc/systemd/{name}").read_text()
         units.append(where / name)
         units[-1].write_text(text.replace("/opt/imagesync/", f"{installation.path('/opt/imagesync')}/"))
@@ -39,7 +39,7 @@ def _units_inside(installation: Installation, where: Path) -> list[Path]:
 
 
 def test_installed_units_are_the_shipped_ones_for_the_user(installation: Installation) -> None:
-    for name in ("imagesync.service", "imagesync.timer"):
+    for name in ("imagesync.service", "imagesync.timer", "imagesync-listen.service"):
         shipped = installation.path(f"/opt/imagesync/share/imagesync/etc/systemd/{name}").read_text()
         if os.geteuid() == 0:  # the first install had --user nobody
             shipped = shipped.replace("\nUser=imagesync\n", "\nUser=nobody\n")
@@ -54,14 +54,17 @@ def _group_of(user: str) -> str:
 
 
 def test_systemd_units_verify_clean_and_hardened(installation: Installation, tmp_path: Path) -> None:
-    service, timer = _units_inside(installation, tmp_path / "units")
-    verify = subprocess.run(["systemd-analyze", "verify", str(service), str(timer)], capture_output=True, text=True,
-                            check=False)
+    service, timer, listen = _units_inside(installation, tmp_path / "units")
+    verify = subprocess.run(["systemd-analyze", "verify", str(service), str(timer), str(listen)],
+                            capture_output=True, text=True, check=False)
     # verify exits 0 on unknown keys and bad values too, and only says so on stderr.
     assert (verify.returncode, verify.stderr) == (0, ""), verify.stderr
-    exposure = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(service)],
-                              capture_output=True, text=True, check=False)
-    assert exposure.returncode == 0, exposure.stdout[-300:]
+    for unit in (service, listen):
+        exposure = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--threshold=20", str(unit)],
+                                  capture_output=True, text=True, check=False)
+        assert exposure.returncode == 0, exposure.stdout[-300:]
+    assert "\nExecStart=" in listen.read_text() and " listen " in listen.read_text()
+    assert "\nRestart=on-failure\n" in listen.read_text()
     text = service.read_text()
     for line in ("Type=oneshot", "User=imagesync", "ProtectSystem=strict",
                  "ReadWritePaths=/var/lib/imagesync /var/cache/imagesync /var/log/imagesync", "NoNewPrivileges=yes",

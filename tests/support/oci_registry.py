@@ -46,11 +46,13 @@ class RegistryServer:
     manager that starts it (and its token service) and stops both (no process left)."""
 
     def __init__(self, workdir: Path, pki: ServerPKI, *, auth: AuthMode = "none",
-                 notifications_url: str | None = None, anonymous_pull: bool = False, access_log: bool = False) -> None:
+                 notifications_url: str | None = None, notification_headers: dict[str, list[str]] | None = None,
+                 anonymous_pull: bool = False, access_log: bool = False) -> None:
         self.workdir = workdir
         self.pki = pki
         self.auth = auth
         self.notifications_url = notifications_url
+        self.notification_headers = notification_headers or {}
         self.login = Login(USER, secrets.token_urlsafe(12)) if auth != "none" else None
         self.ca_dir = workdir / "ca"
         self.token_service = (TokenService(pki, {USER: self.login.password}, anonymous_pull=anonymous_pull)
@@ -132,6 +134,7 @@ class RegistryServer:
             config["auth"] = self._auth_config()
         if self.notifications_url:
             config["notifications"] = {"endpoints": [{"name": "imagesync-test", "url": self.notifications_url,
+                                                      "headers": self.notification_headers,
                                                       "timeout": "2s", "threshold": 3, "backoff": "1s"}]}
         return config
 
