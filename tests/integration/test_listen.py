@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -165,3 +166,27 @@ def test_a_failed_sync_is_in_the_metrics_and_hooks_and_the_endpoint_stays_up(wor
     assert "imagesync_exit_code 0.0" in (world.root / "imagesync.prom").read_text()
     assert json.loads(finished.read_text())["exit_code"] == 0
     assert "list=demo" in listener.log() and "503" in listener.log()
+
+
+def test_a_harbor_webhook_syncs_the_registry_following_its_project_and_nothing_else(world: DemoWorld) -> None:
+    """The real endpoint and runner with a Harbor-shaped webhook (tests/unit/test_listen_events.py has the shapes).
+    The Harbor behind the registry source is a closed port: the run it starts fails, which is not this test's
+    point; that it runs, for that source alone, is."""
+    world.publish(demo_images())
+    registry = {"url": "https://127.0.0.1:9", "harbor_project": "egi_vm_images", "signature": "none",
+                "vo": "demo.vo"}
+    config = world.write_config({"targets": {"arch": {"driver": "directory", "path": str(world.root / "arch")}},
+                                 "registries": {"egi": registry}, **listen_config(world.root, debounce=1, max_wait=2)})
+    hook: dict[str, Any] = {"type": "PUSH_ARTIFACT", "occur_at": 1764460800, "operator": "robot$ci", "event_data": {
+        "resources": [{"digest": "sha256:" + "a" * 64, "tag": "24.04",
+                       "resource_url": "127.0.0.1:9/egi_vm_images/ubuntu:24.04"}],
+        "repository": {"name": "ubuntu", "namespace": "egi_vm_images", "repo_full_name": "egi_vm_images/ubuntu",
+                       "repo_type": "public"}}}
+    other = {**hook, "event_data": {**hook["event_data"], "repository": {"repo_full_name": "other/ubuntu"}}}
+    with Listener(config) as listener:
+        body = json.dumps(hook).encode()
+        assert listener.post("/v1/events/harbor", body, sign=False, headers={"Authorization": f"Bearer {SECRET}"},
+                             ) == (202, {"queued": ["egi"]})
+        assert listener.post("/v1/events/harbor", json.dumps(other).encode()) == (200, {"queued": []})
+        assert "listen sync sources=egi finished exit=" in listener.wait_for_run()[0]
+    assert held(world) == []  # the list was not part of that run
