@@ -142,16 +142,16 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(411, "a Content-Length is required")
         size = int(length)
         if size > self.server.endpoint.settings.max_body:
-            self.close_connection = True  # the body stays unread: this connection cannot carry another request
             raise Refused(413, f"body of {size} bytes is larger than max_body "
                                f"({self.server.endpoint.settings.max_body})")
         try:
             return self.rfile.read(size)
         except (TimeoutError, OSError) as exc:
-            self.close_connection = True
             raise Refused(400, f"body not received: {exc}") from None
 
     def _refuse(self, refused: Refused) -> None:
+        # The body may be unread (refused before it was reached): this connection cannot carry another request.
+        self.close_connection = True
         log.warning("listen peer=%s %s %s refused %d: %s", self.client_address[0], self.command,
                     self.path.split("?", 1)[0], refused.status, refused.reason)
         extra = {"Retry-After": _RETRY_AFTER} if refused.status == 503 else {}
