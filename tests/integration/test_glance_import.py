@@ -205,3 +205,23 @@ def test_an_image_left_pending_is_never_held_and_is_cleaned_up(vo_access: DevClo
     assert target.inventory() == []
     assert target.cleanup() == [image["id"]]
     assert tagged(vo_access, tag) == []
+
+
+def test_after_two_failed_imports_in_a_row_the_rest_of_the_run_uploads_directly(
+        vo_access: DevCloud, server: ListServer, tag: str, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Glance refusing every import (here: a store it lacks, as a wrong allowed-hosts setting would) costs two
+    failed imports, not one per image. Before: all four imported, failed and uploaded (4 failures in the log)."""
+    items = []
+    for n in range(4):
+        server.put(f"/many-{n}.img", data := payload(f"many {n}"))
+        items.append(upload(tmp_path, data, server.url(f"/many-{n}.img")))
+    pulling = driver(vo_access, tag, tmp_path, upload="web-download", stores=("nowhere",))
+    with caplog.at_level(logging.INFO, logger=IMPORTING):
+        ids = [pulling.add(item) for item in items]
+    assert caplog.text.count("web-download import failed") == 2
+    assert "2 imports failed in a row; uploading directly for the rest of this run" in caplog.text
+    assert "direct upload for images where importing failed 2 times in a row this run" in caplog.text
+    assert sorted(i["id"] for i in tagged(vo_access, tag)) == sorted(ids)
+    assert all(i["status"] == "active" for i in tagged(vo_access, tag))
+    # A new run (a new driver) tries importing again.
+    assert driver(vo_access, tag, tmp_path, upload="web-download").pulls(items[0].desired, "raw")

@@ -28,7 +28,7 @@ from imagesync.targets.glance.auth import AuthSpec, spec_for
 from imagesync.targets.glance.checks import UploadReads, verify
 from imagesync.targets.glance.errors import TargetCallError, calls
 from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign, foreign, is_foreign
-from imagesync.targets.glance.importing import Importer
+from imagesync.targets.glance.importing import Importer, Streak
 from imagesync.targets.glance.owners import Owners, Route
 from imagesync.targets.glance.share import Sharing
 from imagesync.util import redact
@@ -62,6 +62,7 @@ class GlanceDriver:
         self._owners = Owners(settings, spec=self._spec, own=own, own_id=lambda: str(self._session.get_project_id()),
                               glance=self._glance, mapping=self._sharing.resolved)
         self._importers: dict[str | None, Importer] = {}
+        self._streak = Streak()  # failed imports in a row, over every project of this target
 
     @property
     def _client(self) -> Any:
@@ -145,6 +146,7 @@ class GlanceDriver:
         if route.project not in self._importers:
             self._importers[route.project] = Importer(
                 self.settings, client=route.client, images=route.images, calls=self._calls, sleep=self._sleep,
+                streak=self._streak,
                 verify=lambda image_id, upload: verify(route.client(), image_id, upload, target=self.name,
                                                        calls=self._calls))
         return self._importers[route.project]

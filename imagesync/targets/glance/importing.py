@@ -14,6 +14,10 @@ Only when Glance's ``os_hash_value`` and ``size`` equal the expected sha512 and 
 visibility written and the marker removed; the caller shares it then, exactly as after a direct upload.
 
 A failed, refused, stuck (``import_timeout``) or mismatching import is deleted and the caller uploads directly.
+After :data:`GIVE_UP` such imports in a row on one target, the rest of the run uploads there directly, saying so
+once: what failed twice in a row is the cloud's setting (its allowed hosts, its stores, no route to the image
+host), and each further image would wait for its own failure (up to ``import_timeout``) before uploading anyway.
+The next run tries importing again.
 When every target of an image pulls it (``pulls``, asked before any download), the executor does not download it
 and the Upload has no path: the direct fallback then asks for the bytes (``Upload.local``), downloaded once for
 all the targets that fall back (:mod:`imagesync.run.pull`).
@@ -22,6 +26,7 @@ all the targets that fall back (:mod:`imagesync.run.pull`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
@@ -40,6 +45,27 @@ STAGE = "glance-direct"
 _AT_CREATION = ("name", "disk_format", "container_format", "tags")
 _POLL_FIRST = 0.5
 _POLL_MAX = 5.0
+
+
+GIVE_UP = 2
+
+
+class Streak:
+    """Imports that failed in a row on one target, over all its projects' importers; thread-safe."""
+
+    def __init__(self) -> None:
+        self.failed = 0
+        self._lock = threading.Lock()
+
+    @property
+    def given_up(self) -> bool:
+        return self.failed >= GIVE_UP
+
+    def note(self, ok: bool) -> bool:
+        """Count one import; True when this failure is the one that gives up."""
+        with self._lock:
+            self.failed = 0 if ok else self.failed + 1
+            return self.failed == GIVE_UP
 
 
 class ImportFailed(TargetError):
@@ -81,8 +107,11 @@ class Importer:
 
     def __init__(self, settings: TargetSettings, *, client: Callable[[], Any], images: Any,
                  calls: Callable[[str], AbstractContextManager[None]], verify: Callable[[str, Upload], None],
-                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic) -> None:
+                 sleep: Callable[[float], None] = time.sleep, clock: Callable[[], float] = time.monotonic,
+                 streak: Streak | None = None) -> None:
+        """``streak`` is shared by the importers of one target (one per project it imports into)."""
         self.settings = settings
+        self._streak = streak or Streak()
         self._client = client
         self._images = images  # keystoneauth1 adapter of the image API
         self._calls = calls
@@ -96,6 +125,8 @@ class Importer:
         """How ``upload`` gets into Glance: ``direct``, ``web-download`` or ``glance-direct``; why not the
         configured method is logged once per reason. Raises nothing."""
         wanted = self.settings.upload
+        if wanted == STAGE and self._streak.given_up:
+            return self._pull_or_direct(None)
         if wanted in ("direct", STAGE):
             return wanted
         return self._pull_or_direct(source_problem(upload))
@@ -109,6 +140,8 @@ class Importer:
 
     def _pull_or_direct(self, problem: str | None) -> str:
         wanted = self.settings.upload
+        if problem is None and self._streak.given_up:
+            problem = f"importing failed {GIVE_UP} times in a row this run"
         if problem is None and wanted == "auto" and PULL not in self.offered():
             problem = f"the cloud offers no {PULL} import (only {', '.join(self.offered()) or 'none'})"
         if problem is not None:
@@ -149,10 +182,14 @@ class Importer:
             self._delete(image_id)
             log.warning("target=%s image=%s %s import failed (%s): image deleted, uploading directly",
                         self.settings.name, identifier, method, exc.one_line())
+            if self._streak.note(ok=False):
+                log.warning("target=%s upload=%s: %d imports failed in a row; uploading directly for the rest of "
+                            "this run", self.settings.name, self.settings.upload, GIVE_UP)
             return None
         except BaseException:
             self._delete(image_id)
             raise
+        self._streak.note(ok=True)
         return image_id
 
     def _import(self, image_id: str, upload: Upload, method: str) -> Mapping[str, Any]:
