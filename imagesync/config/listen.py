@@ -65,4 +65,5 @@ def read(root: Section, base: Path) -> ListenSettings:
 
 
 def _seconds(sec: Section, key: str, default: timedelta) -> timedelta:
-    return sec.duration(key, default) or default
+    value = sec.duration(key, default)  # 0 is a choice (no pause); null means the default here
+    return default if value is None else value

@@ -15,6 +15,11 @@ from collections.abc import Mapping
 from imagesync.notify.webhooks import SIGNATURE_HEADER, signature
 
 
+def signed(headers: Mapping[str, str]) -> bool:
+    """Whether ``headers`` offer a signature (then only the body can tell). Raises nothing."""
+    return any(name.lower() == SIGNATURE_HEADER.lower() for name in headers)
+
+
 def authentic(secret: str, headers: Mapping[str, str], body: bytes) -> bool:
     """True when ``headers`` (names in any case) prove knowledge of ``secret`` for ``body``. Raises nothing."""
     found = {name.lower(): value for name, value in headers.items()}

@@ -8,7 +8,8 @@ Three shapes come in:
   blob and per manifest, for pulls too; only pushes and deletes of manifests (and deletes, which carry no media
   type) can change what a source offers;
 - ``POST /v1/events/harbor``: a Harbor webhook, ``{"type": "PUSH_ARTIFACT" | "DELETE_ARTIFACT", "event_data":
-  {"repository": {"namespace", "repo_full_name"}, "resources": [{"resource_url", ...}]}}``.
+  {"repository": {"namespace", "repo_full_name"}, "resources": [{"resource_url", ...}]}}``, or the same payload
+  under ``data`` with the CloudEvents format's types ``harbor.artifact.pushed`` / ``harbor.artifact.deleted``.
 
 An event names a registry host and a repository; the sources it concerns are the enabled registries with that
 host whose repositories include it (an explicit ``repositories:`` entry, or the ``harbor_project`` it lives in).
@@ -25,7 +26,10 @@ from urllib.parse import urlsplit
 from imagesync.config.registries import RegistrySettings
 
 _REGISTRY_ACTIONS = ("push", "delete")
-_HARBOR_TYPES = ("PUSH_ARTIFACT", "DELETE_ARTIFACT")
+# Harbor's payload formats: "Default" (type PUSH_ARTIFACT, payload under event_data) and "CloudEvents" (type
+# harbor.artifact.pushed, payload under data); the payload itself is the same.
+_HARBOR_TYPES = {"PUSH_ARTIFACT": "event_data", "DELETE_ARTIFACT": "event_data",
+                 "harbor.artifact.pushed": "data", "harbor.artifact.deleted": "data"}
 
 
 class BadEvent(ValueError):
@@ -80,9 +84,10 @@ def harbor_changes(doc: object) -> list[Change]:
         raise BadEvent('expected a Harbor webhook {"type": ..., "event_data": {...}}')
     if kind not in _HARBOR_TYPES:
         return []
-    data = _mapping(body.get("event_data"), "event_data")
-    repository = _string(_mapping(data.get("repository"), "event_data.repository"), "repo_full_name",
-                         "event_data.repository")
+    key = _HARBOR_TYPES[kind]
+    data = _mapping(body.get(key), key)
+    repository = _string(_mapping(data.get("repository"), f"{key}.repository"), "repo_full_name",
+                         f"{key}.repository")
     resources = data.get("resources")
     urls = [r.get("resource_url") for r in resources if isinstance(r, dict)] if isinstance(resources, list) else []
     hosts = {u.split("/", 1)[0] for u in urls if isinstance(u, str) and "/" in u}

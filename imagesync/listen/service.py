@@ -14,6 +14,7 @@ seconds to unwind (its worker threads finish their current call); then the proce
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
@@ -29,13 +30,16 @@ from typing import Any
 from imagesync.config.listen import ListenSettings
 from imagesync.config.registries import source_names
 from imagesync.config.settings import Settings
-from imagesync.errors import EXIT_OK, EXIT_PARTIAL, ConfigError, ImagesyncError, LockHeldError
-from imagesync.listen.queue import Queue
-from imagesync.listen.server import Endpoint, Server, tls_context
+from imagesync.errors import EXIT_NOTHING_DONE, EXIT_OK, ConfigError, ImagesyncError, LockHeldError
+from imagesync.listen.handler import Endpoint
+from imagesync.listen.queue import Queue, Waiting
+from imagesync.listen.server import Server, tls_context
 from imagesync.util.textsafe import one_line
 
 log = logging.getLogger(__name__)
 LOCK_RETRY = 5.0
+RETRIES = 3  # further tries of a sync that did nothing, after RETRY_PAUSE, then twice and four times as long
+RETRY_PAUSE = 60.0
 STOP_GRACE = 5.0  # seconds a signalled stop waits for the sync under way to unwind
 _IDLE = 60.0  # longest sleep with nothing due: the queue file may have rows a request thread of another start left
 
@@ -84,41 +88,58 @@ class Runner:
         self.stopping = True
         self._wake.set()
 
-    def _due(self) -> tuple[list[str], float]:
+    def _due(self) -> tuple[list[Waiting], float]:
         now = self.clock()
         waiting = self.queue.waiting()
-        due = [w.source for w in waiting if w.due_at(self.settings.debounce, self.settings.max_wait) <= now]
+        due = [w for w in waiting if w.due_at(self.settings.debounce, self.settings.max_wait) <= now]
         later = [w.due_at(self.settings.debounce, self.settings.max_wait) - now for w in waiting]
         return due, min([_IDLE, *later])
 
-    def _run_once(self, due: list[str]) -> bool:
+    def _run_once(self, due: list[Waiting]) -> bool:
         """One sync of ``due``; False when the lock was busy (nothing taken off the queue)."""
-        taken = self.clock()
-        self.running = tuple(due)
-        log.info("listen sync sources=%s", ",".join(due))
+        names = ",".join(w.source for w in due)
+        self.running = tuple(w.source for w in due)
+        log.info("listen sync sources=%s", names)
         try:
-            code = self.run(tuple(due))
+            code = self.run(self.running)
         except LockHeldError as exc:
             # Said once per busy spell, not every LOCK_RETRY seconds of a long cron run.
             log.log(logging.DEBUG if self.busy else logging.INFO, "listen sources=%s wait: %s; trying again "
-                    "every %.0f s", ",".join(due), exc.one_line(), LOCK_RETRY)
+                    "every %.0f s", names, exc.one_line(), LOCK_RETRY)
             self.busy = True
             return False
         except ImagesyncError as exc:
             code = exc.exit_code
-            log.error("listen sync sources=%s failed: %s", ",".join(due), exc.one_line())
+            log.error("listen sync sources=%s failed: %s", names, exc.one_line())
         except Exception as exc:  # a bug in one run must not take the endpoint down with it
-            code = EXIT_PARTIAL
-            log.error("listen sync sources=%s failed: unexpected %s: %s", ",".join(due), type(exc).__name__,
+            code = EXIT_NOTHING_DONE
+            log.error("listen sync sources=%s failed: unexpected %s: %s", names, type(exc).__name__,
                       one_line(str(exc)), exc_info=log.isEnabledFor(logging.DEBUG))
         finally:
             self.running = ()
         self.busy = False
-        self.queue.done(due, taken)
-        self.last = {"sources": due, "exit_code": code,
+        self._settle(due, code)
+        self.last = {"sources": [w.source for w in due], "exit_code": code,
                      "finished_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")}
-        log.info("listen sync sources=%s finished exit=%d", ",".join(due), code)
+        log.info("listen sync sources=%s finished exit=%d", names, code)
         return True
+
+    def _settle(self, due: list[Waiting], code: int) -> None:
+        # A run that did nothing at all (its list or registry unreachable, every target down, state.db unusable)
+        # is tried again, later and later, a few times: an outage of minutes must not wait for the timer's run.
+        # A partial run (exit 1) did what it could; what failed in it is the timer's to retry, as for any run.
+        now = self.clock()
+        retry = [w for w in due if code >= EXIT_NOTHING_DONE and w.retries < RETRIES]
+        if retry:
+            pause = RETRY_PAUSE * 2 ** min(w.retries for w in retry)
+            self.queue.retry(retry, now + pause)
+            log.warning("listen sync sources=%s did nothing (exit %d): trying again in %.0f s",
+                        ",".join(w.source for w in retry), code, pause)
+        given_up = [w for w in due if w not in retry]
+        if code >= EXIT_NOTHING_DONE and given_up:
+            log.error("listen sync sources=%s failed %d times in a row: left to the scheduled run",
+                      ",".join(w.source for w in given_up), RETRIES + 1)
+        self.queue.done(given_up, now)
 
     def _sleep(self, seconds: float) -> None:
         self._wake.wait(max(0.05, seconds))
@@ -166,8 +187,10 @@ def serve(settings: Settings, run: RunFn, *, ready: Callable[[str], None] | None
     queue = Queue(settings.state_dir, limit=listen.queue_limit)
     runner = Runner(listen, queue, run)
     names = source_names((item.name for item in settings.lists), settings.registries)
+    _forget_unknown(queue, names)
+    _warn_if_exposed(listen)
     endpoint = Endpoint(settings=listen, sources=names, registries=settings.registries, queue=queue,
-                        wake=runner.wake, health=runner.health)
+                        wake=runner.wake, health=runner.health, clock=time.time)
     server = Server(endpoint, tls_context(listen))
     thread = threading.Thread(target=server.serve_forever, name="listen-http", daemon=True)
     try:
@@ -192,3 +215,21 @@ def serve(settings: Settings, run: RunFn, *, ready: Callable[[str], None] | None
 def _url(server: Server, listen: ListenSettings) -> str:
     host = f"[{listen.address}]" if ":" in listen.address else listen.address
     return f"{'https' if listen.tls_cert else 'http'}://{host}:{server.server_address[1]}"
+
+
+def _forget_unknown(queue: Queue, names: list[str]) -> None:
+    # Queued before a configuration change that removed (or renamed) the source: nothing to sync any more.
+    gone = [w.source for w in queue.waiting() if w.source not in names]
+    if gone:
+        log.warning("listen drops queued sources no longer configured: %s", ",".join(gone))
+        queue.forget(gone)
+
+
+def _warn_if_exposed(listen: ListenSettings) -> None:
+    try:
+        local = ipaddress.ip_address(listen.address).is_loopback
+    except ValueError:
+        local = listen.address == "localhost"
+    if not local and listen.tls_cert is None:
+        log.warning("listen on %s without tls_cert: a bearer secret crosses the network in clear (prefer the "
+                    "X-Imagesync-Signature header, or TLS)", listen.address)

@@ -159,8 +159,11 @@ def test_a_failed_sync_is_in_the_metrics_and_hooks_and_the_endpoint_stays_up(wor
     with Listener(config) as listener:
         assert listener.sync("demo")[0] == 202
         assert "exit=3" in listener.wait_for_run()[0]
-        assert listener.health()["status"] == "ok"
-        assert listener.sync("demo")[0] == 202  # the next event syncs as usual
+        assert "imagesync_exit_code 3.0" in (world.root / "imagesync.prom").read_text()
+        assert json.loads(finished.read_text())["exit_code"] == 3
+        health = listener.health()
+        assert (health["status"], health["waiting"]) == ("ok", ["demo"])  # to be tried again, later
+        assert listener.sync("demo")[0] == 202  # a new event ends the retry's pause
         assert "exit=0" in listener.wait_for_run(count=2)[1]
     assert held(world) == ["demo-alpine-1.0.raw", "demo-debian-1.0.raw"]
     assert "imagesync_exit_code 0.0" in (world.root / "imagesync.prom").read_text()

@@ -37,6 +37,13 @@ def test_every_key(tmp_path: Path) -> None:
     assert SECRET not in repr(listen) and redact.text(SECRET) != SECRET
 
 
+def test_zero_pauses_are_kept(tmp_path: Path) -> None:
+    """Before: 0 was taken for "not given" and became the defaults (10 s and 120 s)."""
+    secret_file(tmp_path)
+    listen = load(tmp_path, "listen:\n  secret_file: listen.secret\n  debounce: 0\n  max_wait: 0\n").listen
+    assert (listen.debounce, listen.max_wait) == (timedelta(0), timedelta(0))
+
+
 @pytest.mark.parametrize(("body", "problem"), [
     ("  port: 8780\n", "listen.secret_file: required"),
     ("  secret_file: short.secret\n", "listen.secret_file: the secret is shorter than 16 characters"),

@@ -63,6 +63,14 @@ def test_harbor_webhooks() -> None:
     assert harbor_changes(harbor()) == [Change("registry.egi.eu", "egi_vm_images/ubuntu")]
     assert harbor_changes(harbor("DELETE_ARTIFACT")) == [Change("registry.egi.eu", "egi_vm_images/ubuntu")]
     assert harbor_changes(harbor("PULL_ARTIFACT")) == []
+    # The same payload in Harbor's CloudEvents format. Before: answered 200 and ignored.
+    cloud = {"specversion": "1.0", "type": "harbor.artifact.pushed", "source": "/projects/1/webhook/policies/2",
+             "data": harbor()["event_data"]}
+    assert harbor_changes(cloud) == [Change("registry.egi.eu", "egi_vm_images/ubuntu")]
+    assert harbor_changes({**cloud, "type": "harbor.artifact.deleted"}) == harbor_changes(cloud)
+    assert harbor_changes({**cloud, "type": "harbor.artifact.pulled"}) == []
+    with pytest.raises(BadEvent, match=r"data: expected a JSON object"):
+        harbor_changes({"type": "harbor.artifact.pushed"})
     with pytest.raises(BadEvent, match=r"event_data\.repository\.repo_full_name"):
         harbor_changes({"type": "PUSH_ARTIFACT", "event_data": {"repository": {}}})
     with pytest.raises(BadEvent, match="Harbor webhook"):
