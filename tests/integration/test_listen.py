@@ -193,3 +193,10 @@ def test_a_harbor_webhook_syncs_the_registry_following_its_project_and_nothing_e
         assert listener.post("/v1/events/harbor", json.dumps(other).encode()) == (200, {"queued": []})
         assert "listen sync sources=egi finished exit=" in listener.wait_for_run()[0]
     assert held(world) == []  # the list was not part of that run
+
+
+def test_listen_without_its_section_says_what_to_configure(world: DemoWorld) -> None:
+    done = run("listen", config=world.write_config(
+        {"targets": {"arch": {"driver": "directory", "path": str(world.root / "arch")}}}))
+    assert done.returncode == 2
+    assert "listen: not configured (give at least listen.secret_file)" in done.stderr
