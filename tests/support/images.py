@@ -12,6 +12,7 @@ import io
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -237,21 +238,26 @@ def vmdk_with_flat_extent(directory: Path, extent: str = "/etc/passwd") -> Path:
     return out
 
 
+_LUKS_TRIES = 15
+
+
 @functools.cache
 def _encrypted_qcow2_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as workdir:
         out = Path(workdir) / "encrypted.qcow2"
         # qemu times its key derivation with CPU-usage samples and gives up now and then ("Unable to get
-        # accurate CPU usage"), more often on a loaded machine: that is qemu's flake, not ours, so try again.
-        for attempt in range(1, 6):
+        # accurate CPU usage": its thread's CPU clock moved 0 ms over one sample), more often on a loaded machine
+        # (a CI run beside a benchmark failed 5 tries in a row): qemu's flake, not ours, so try again, spread out.
+        for attempt in range(1, _LUKS_TRIES + 1):
             try:
                 qemu_img("create", "-q", "--object", "secret,id=s0,data=not-a-secret", "-f", "qcow2",
                          "-o", "encrypt.format=luks,encrypt.key-secret=s0", str(out), "1M")
                 return out.read_bytes()
             except AssertionError as exc:
-                if "accurate CPU usage" not in str(exc) or attempt == 5:
+                if "accurate CPU usage" not in str(exc) or attempt == _LUKS_TRIES:
                     raise
                 out.unlink(missing_ok=True)
+                time.sleep(0.2 * attempt)
         raise AssertionError("unreachable")
 
 
