@@ -124,13 +124,13 @@ def child_env(extra: dict[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def dev_cloud(root: Path, *, glance_workers: int = 1) -> Iterator[Cloud]:
-    """Install (once) and start a dev cloud under ``root`` with ``glance_workers`` Glance processes; stop it when
-    the block ends."""
+def dev_cloud(root: Path, *, glance_workers: int | None = None) -> Iterator[Cloud]:
+    """Install (once) and start a dev cloud under ``root``, with ``glance_workers`` Glance processes if given (else
+    as $IMAGESYNC_DEVCLOUD_GLANCE_WORKERS says, default 1); stop it when the block ends."""
     run_dir = root / "devcloud"
     devcloud = [sys.executable, str(DEVCLOUD)]
     subprocess.run([*devcloud, "install"], check=True)
-    env = {**os.environ, "IMAGESYNC_DEVCLOUD_GLANCE_WORKERS": str(glance_workers)}
+    env = {**os.environ, **({"IMAGESYNC_DEVCLOUD_GLANCE_WORKERS": str(glance_workers)} if glance_workers else {})}
     subprocess.run([*devcloud, "start", "--dir", str(run_dir)], check=True, stdout=subprocess.DEVNULL, env=env)
     try:
         doc = json.loads((run_dir / "cloud.json").read_text())

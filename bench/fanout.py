@@ -16,11 +16,11 @@ nothing measured here (the bytes go to the same Glance process and disk either w
 share one Glance and one disk on this host, unlike N real sites: the ratio 4 / 1 is a ceiling. Every run starts from
 an empty state, cache and target (a fresh tag); its images are deleted after it, untimed.
 
-The dev cloud's Glance runs --glance-workers API processes (default 4, IMAGESYNC_DEVCLOUD_GLANCE_WORKERS; the test
-suite's cloud has 1): a real Glance runs several (its default is one per CPU), and with one, the N concurrent
-uploads would all be received, parsed and hashed by one Python process under one GIL. Each run also reports the CPU
-seconds of imagesync (the child's rusage) and of Glance's processes (/proc) meanwhile, and what they add up to over
-this host's CPUs: where the time of a run goes, and how short this host could make it.
+The dev cloud's Glance runs --glance-workers API processes (default 4, where the test suite's cloud has 1): a real
+Glance runs several (its default is one per CPU), and with one, the N concurrent uploads would all be received,
+parsed and hashed by one Python process under one GIL. Each run also reports the CPU seconds of imagesync (the
+child's rusage) and of Glance's processes (/proc) meanwhile, and their sum over this host's CPUs: where the time of
+a run goes, and a floor under its wall time on this host (Keystone and the image server not even counted).
 """
 
 from __future__ import annotations
