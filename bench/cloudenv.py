@@ -53,6 +53,7 @@ class Cloud:
     user: Account  # the sync user (both tools use it), member of its own project
     admin: Account
     vo_projects: dict[str, str]  # VO project name -> id
+    glance_pid: int = 0  # the gunicorn master; it leads the process group of Glance's workers (0: not known)
 
     @classmethod
     def from_env(cls) -> Cloud:
@@ -87,6 +88,10 @@ class Cloud:
     def glance(self, who: Account | None = None) -> Any:
         return client.Client("2", session=self.session(who), region_name=self.region, interface="public")
 
+    def glance_cpu(self) -> float:
+        """CPU seconds (user + system) used so far by Glance's processes, workers included; 0 if not known."""
+        return group_cpu(self.glance_pid) if self.glance_pid else 0.0
+
     def grant_member(self, project_id: str) -> None:
         """Give the sync user the member role in ``project_id``, as a site does for its sync account (both tools
         accept an image's share with a token scoped to the VO's project)."""
@@ -96,22 +101,42 @@ class Cloud:
         admin.put(f"/projects/{project_id}/users/{user_id}/roles/{roles[0]['id']}", endpoint_filter=IDENTITY)
 
 
+def group_cpu(pgid: int) -> float:
+    """CPU seconds (user + system) of the live processes in process group ``pgid``, from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # gone meanwhile
+        # After the ")" closing the command name: state, ppid, pgrp, ..., utime and stime are the 12th and 13th.
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
 def child_env(extra: dict[str, str]) -> dict[str, str]:
     """This process's environment without any OS_* of the caller's, plus ``extra``."""
     return {**{k: v for k, v in os.environ.items() if not k.startswith("OS_")}, **extra}
 
 
 @contextmanager
-def dev_cloud(root: Path) -> Iterator[Cloud]:
-    """Install (once) and start a dev cloud under ``root``; stop it when the block ends."""
+def dev_cloud(root: Path, *, glance_workers: int | None = None) -> Iterator[Cloud]:
+    """Install (once) and start a dev cloud under ``root``, with ``glance_workers`` Glance processes if given (else
+    as $IMAGESYNC_DEVCLOUD_GLANCE_WORKERS says, default 1); stop it when the block ends."""
     run_dir = root / "devcloud"
     devcloud = [sys.executable, str(DEVCLOUD)]
     subprocess.run([*devcloud, "install"], check=True)
-    subprocess.run([*devcloud, "start", "--dir", str(run_dir)], check=True, stdout=subprocess.DEVNULL)
+    env = {**os.environ, **({"IMAGESYNC_DEVCLOUD_GLANCE_WORKERS": str(glance_workers)} if glance_workers else {})}
+    subprocess.run([*devcloud, "start", "--dir", str(run_dir)], check=True, stdout=subprocess.DEVNULL, env=env)
     try:
         doc = json.loads((run_dir / "cloud.json").read_text())
         yield Cloud(auth_url=doc["auth_url"], region=doc["region"], user=Account.from_json(doc["imagesync"]),
                     admin=Account.from_json(doc["admin"]),
-                    vo_projects={name: vo["project_id"] for name, vo in doc["vo_projects"].items()})
+                    vo_projects={name: vo["project_id"] for name, vo in doc["vo_projects"].items()},
+                    glance_pid=int(doc["glance"]["pid"] or 0))
     finally:
         subprocess.run([*devcloud, "stop", "--dir", str(run_dir)], check=True)

@@ -15,12 +15,20 @@ to imagesync they are N sites. Not several VO projects: the dev cloud has two, a
 nothing measured here (the bytes go to the same Glance process and disk either way). That also means the N uploads
 share one Glance and one disk on this host, unlike N real sites: the ratio 4 / 1 is a ceiling. Every run starts from
 an empty state, cache and target (a fresh tag); its images are deleted after it, untimed.
+
+The dev cloud's Glance runs --glance-workers API processes (default 4, where the test suite's cloud has 1): a real
+Glance runs several (its default is one per CPU), and with one, the N concurrent uploads would all be received,
+parsed and hashed by one Python process under one GIL. Each run also reports the CPU seconds of imagesync (the
+child's rusage) and of Glance's processes (/proc) meanwhile, and their sum over this host's CPUs: where the time of
+a run goes, and a floor under its wall time on this host (Keystone and the image server not even counted).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +48,7 @@ from imagesync.demo import pki
 MiB = 1024 * 1024
 COUNTS = (1, 2, 4)
 RATIO_GOAL = 1.5
+GLANCE_WORKERS = 4
 
 
 @dataclass(frozen=True)
@@ -49,6 +58,8 @@ class Run:
     uploaded: int
     pulled: int
     served: int  # image bytes the image server sent (to imagesync or to Glance)
+    cpu_imagesync: float = 0.0  # CPU seconds (user + system) of the imagesync process
+    cpu_glance: float = 0.0  # CPU seconds of Glance's processes meanwhile (only this benchmark uses its cloud)
 
     @property
     def leaving(self) -> int:
@@ -85,15 +96,16 @@ class Bench:
         """``imagesync sync`` (of one target if given), timed; fails unless it exits 0."""
         argv = [sys.executable, "-m", "imagesync", "--config", str(config), "-q", "sync", "--format", "json",
                 *(("--target", target[0]) if target else ())]
-        before = self.images.image_bytes
+        before, glance_before, children_before = self.images.image_bytes, self.cloud.glance_cpu(), _children_cpu()
         start = time.perf_counter()
         done = subprocess.run(argv, capture_output=True, text=True, env=child_env({}), check=False)
         seconds = time.perf_counter() - start
+        cpu_imagesync, cpu_glance = _children_cpu() - children_before, self.cloud.glance_cpu() - glance_before
         if done.returncode != 0:
             raise SystemExit(f"imagesync sync {' '.join(target)} exited {done.returncode}: {done.stderr[-2000:]}")
         counts: dict[str, Any] = json.loads(done.stdout)["summary"]
         return Run(seconds, counts["bytes_downloaded"], counts["bytes_uploaded"], counts.get("bytes_pulled", 0),
-                   self.images.image_bytes - before)
+                   self.images.image_bytes - before, cpu_imagesync, cpu_glance)
 
     def parallel(self, n: int, upload: str = "direct") -> Run:
         config, _ = self.config(n, upload)
@@ -109,7 +121,8 @@ class Bench:
         finally:
             self.clean(config)
         return Run(sum(r.seconds for r in runs), sum(r.downloaded for r in runs), sum(r.uploaded for r in runs),
-                   sum(r.pulled for r in runs), sum(r.served for r in runs))
+                   sum(r.pulled for r in runs), sum(r.served for r in runs), sum(r.cpu_imagesync for r in runs),
+                   sum(r.cpu_glance for r in runs))
 
     def clean(self, config: Path) -> None:
         """Delete what the run put into Glance (untimed): the disk holds a few copies at most."""
@@ -117,6 +130,12 @@ class Bench:
         for target in yaml.safe_load(config.read_text())["targets"].values():
             for found in list(glance.images.list(filters={"tag": [target["tag"]]})):
                 glance.images.delete(found["id"])
+
+
+def _children_cpu() -> float:
+    # Only the timed imagesync child is waited for between two readings: the dev cloud runs in its own session.
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def publish(root: Path, publisher: Publisher, images: CountingServer, size: int) -> Listed:
@@ -143,7 +162,9 @@ def measure(bench: Bench, repeat: int) -> tuple[dict[int, list[Run]], dict[int, 
             ways = [("parallel", parallel, bench.parallel), ("sequential", sequential, bench.sequential)]
             for label, runs, way in ways if r % 2 == 0 else ways[::-1]:
                 runs[n].append(way(n))
-                print(f"round {r + 1}: {n} target(s) {label:<10} {runs[n][-1].seconds:7.2f} s", flush=True)
+                run = runs[n][-1]
+                print(f"round {r + 1}: {n} target(s) {label:<10} {run.seconds:7.2f} s   CPU: imagesync "
+                      f"{run.cpu_imagesync:5.2f} s, Glance {run.cpu_glance:5.2f} s", flush=True)
     pulled = {n: bench.parallel(n, "web-download") for n in COUNTS}
     for n, run in pulled.items():
         print(f"web-download: {n} target(s) {run.seconds:7.2f} s", flush=True)
@@ -164,6 +185,7 @@ def report(size: int, parallel: dict[int, list[Run]], sequential: dict[int, list
     met = [ratio <= RATIO_GOAL]
     print(f"ratio 4 targets / 1 target (one run, direct) = {ratio:.2f} (goal <= {RATIO_GOAL}): "
           f"{'MET' if met[-1] else 'NOT MET'}")
+    cpu_report(size, parallel, median(parallel[1]))
     print("bytes through the sync host (bytes_downloaded + bytes_uploaded), direct vs web-download:")
     for n in COUNTS:
         d, w = parallel[n][0], pulled[n]
@@ -177,17 +199,34 @@ def report(size: int, parallel: dict[int, list[Run]], sequential: dict[int, list
     return all(met)
 
 
+def cpu_report(size: int, parallel: dict[int, list[Run]], one_target: float) -> None:
+    """Where the time of the parallel runs goes: CPU seconds of imagesync and of Glance, and the shortest wall time
+    this host's CPUs allow for them (their sum over the CPU count), against the 1-target run."""
+    cpus = os.cpu_count() or 1
+    print(f"CPU seconds of one run (direct, medians of {len(parallel[1])}; {cpus} CPUs on this host):")
+    for n in COUNTS:
+        mine = statistics.median(r.cpu_imagesync for r in parallel[n])
+        glance = statistics.median(r.cpu_glance for r in parallel[n])
+        floor = (mine + glance) / cpus
+        print(f"{n} target(s): imagesync {mine:6.2f} s   Glance {glance:6.2f} s "
+              f"({glance / (n * size / 1024**3):.2f} s per GiB received)   "
+              f"(imagesync + Glance) / {cpus} CPUs = {floor:6.2f} s = {floor / one_target:.2f} x the 1-target run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", default="1GiB", help="image size (default 1GiB; e.g. 64MiB for a quick run)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per direct measurement (median; default 3)")
     parser.add_argument("--work", type=Path, help="parent of the work directory (default: the system's temp)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--glance-workers", type=int, default=GLANCE_WORKERS,
+                        help=f"Glance API processes of the dev cloud (default {GLANCE_WORKERS})")
     args = parser.parse_args()
     size = parse_size(args.size)
     compile_like_installed()
     with work_dir(args.work, args.keep) as root, Publisher(root) as publisher, \
-            CountingServer(tls=False) as images, dev_cloud(root) as cloud:
+            CountingServer(tls=False) as images, dev_cloud(root, glance_workers=args.glance_workers) as cloud:
+        print(f"Glance runs {args.glance_workers} API worker process(es)")
         image = publish(root, publisher, images, size)
         bench = Bench(root, cloud, publisher, images, image)
         ok = report(size, *measure(bench, args.repeat), args.repeat)

@@ -16,6 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+GLANCE_WORKERS_ENV = "IMAGESYNC_DEVCLOUD_GLANCE_WORKERS"
+
 
 class DevcloudError(RuntimeError):
     """Anything that keeps the dev cloud from installing, starting or stopping; the message says what to look at."""
@@ -56,13 +58,27 @@ def log_file(run_dir: Path, name: str) -> Path:
     return run_dir / "logs" / f"{name}.log"
 
 
+def glance_workers() -> int:
+    """Glance's gunicorn worker processes: $IMAGESYNC_DEVCLOUD_GLANCE_WORKERS, default 1; raises DevcloudError.
+
+    One is enough for the tests. A real Glance runs several API workers (its own default: one per CPU); with one,
+    concurrent uploads are all received by one process under one GIL, which a benchmark of them should not measure.
+    Read here, not in devcloud.py: that file is part of the template key, and the worker count shapes no bootstrap.
+    """
+    text = os.environ.get(GLANCE_WORKERS_ENV, "").strip() or "1"
+    if not text.isdigit() or not 1 <= int(text) <= 16:
+        raise DevcloudError(f"{GLANCE_WORKERS_ENV}={text!r}: expected a whole number from 1 to 16")
+    return int(text)
+
+
 def spawn(venv: Path, run_dir: Path, service: Service, env: dict[str, str]) -> int:
     """Start one gunicorn master in its own session and record its PID; raises DevcloudError if it cannot be run."""
     log = log_file(run_dir, service.name)
     log.parent.mkdir(parents=True, exist_ok=True)
+    workers = glance_workers() if service.name == "glance" else 1
     argv = [
         str(venv / "bin" / "gunicorn"),
-        "--workers", "1", "--worker-class", "gthread", "--threads", "8",
+        "--workers", str(workers), "--worker-class", "gthread", "--threads", "8",
         "--no-control-socket",
         "--bind", f"127.0.0.1:{service.port}",
         "--chdir", str(run_dir),
