@@ -1,5 +1,6 @@
 """What a Glance target checks of an upload: the image Glance made holds exactly the bytes imagesync sent (DESIGN
-§6: ``os_hash_value`` and size), and how those bytes are handed to glanceclient."""
+§6: ``os_hash_value`` and size), and how those bytes are handed to glanceclient (again after a failure that
+left the image ``queued``, so the retry starts from an empty image)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from contextlib import AbstractContextManager
 from typing import IO, Any
 
 from imagesync.targets.base import TargetError, Upload
+from imagesync.targets.glance.errors import TargetCallError
 from imagesync.util.meters import Meter
 
 log = logging.getLogger(__name__)
 _READ_SIZE = 64 * 1024
+UPLOAD_ATTEMPTS = 3
 
 
 def verify(client: Any, image_id: str, upload: Upload, *, target: str,
@@ -48,3 +51,28 @@ class UploadReads:
         block = self._handle.read(_READ_SIZE)
         self._meter.update(len(block))
         return block
+
+
+def send(client: Any, image_id: str, upload: Upload, *, target: str,
+         calls: Callable[[str], AbstractContextManager[None]], sleep: Callable[[float], None]) -> None:
+    """Stream ``upload``'s file into ``image_id``; up to UPLOAD_ATTEMPTS times while a retryable failure leaves the
+    image ``queued``. Raises TargetCallError (what ``calls`` makes of glanceclient's errors)."""
+    for attempt in range(1, UPLOAD_ATTEMPTS + 1):
+        upload.meter.reset()
+        try:
+            with upload.local_path().open("rb") as handle, calls(f"upload {upload.desired.image.identifier}"):
+                client.images.upload(image_id, UploadReads(handle, upload.meter), image_size=upload.size)
+            return
+        except TargetCallError as exc:
+            if not exc.retryable or attempt == UPLOAD_ATTEMPTS or _status(client, image_id) != "queued":
+                raise
+            log.warning("target=%s image=%s upload attempt %d failed (%s); retrying", target,
+                        upload.desired.image.identifier, attempt, exc.message)
+            sleep(2.0 * attempt)
+
+
+def _status(client: Any, image_id: str) -> str | None:
+    try:
+        return str(client.images.get(image_id)["status"])
+    except Exception:
+        return None

@@ -25,7 +25,7 @@ from imagesync.targets import properties
 from imagesync.targets.base import Capabilities, TargetError, Upload
 from imagesync.targets.glance import inventory as listing
 from imagesync.targets.glance.auth import AuthSpec, spec_for
-from imagesync.targets.glance.checks import UploadReads, verify
+from imagesync.targets.glance.checks import send, verify
 from imagesync.targets.glance.errors import TargetCallError, calls
 from imagesync.targets.glance.foreign import ATROPE_TAGS, Foreign, foreign, is_foreign
 from imagesync.targets.glance.importing import Importer, Streak
@@ -36,7 +36,6 @@ from imagesync.util import redact
 log = logging.getLogger(__name__)
 _GLANCE_FORMATS = {"vpc": "vhd"}
 _CORE = ("disk_format", "container_format")
-_UPLOAD_ATTEMPTS = 3
 
 
 class GlanceDriver:
@@ -156,7 +155,7 @@ class GlanceDriver:
         with self._calls(f"create image for {upload.desired.image.identifier}"):
             image_id = str(route.client().images.create(**fields, visibility=self._visibility())["id"])
         try:
-            self._upload(route.client(), image_id, upload)
+            send(route.client(), image_id, upload, target=self.name, calls=self._calls, sleep=self._sleep)
             verify(route.client(), image_id, upload, target=self.name, calls=self._calls)
         except BaseException:
             self._delete_quietly(route, image_id)
@@ -174,21 +173,6 @@ class GlanceDriver:
         # An image its VO's project owns is visible to that project: sharing it there would add nothing.
         shared = self.settings.visibility == "shared"
         return "private" if shared and self._owners.per_project else self.settings.visibility
-
-    def _upload(self, client: Any, image_id: str, upload: Upload) -> None:
-        for attempt in range(1, _UPLOAD_ATTEMPTS + 1):
-            upload.meter.reset()
-            try:
-                with upload.local_path().open("rb") as handle, self._calls(f"upload {upload.desired.image.identifier}"):
-                    client.images.upload(image_id, UploadReads(handle, upload.meter), image_size=upload.size)
-                return
-            except TargetCallError as exc:
-                status = _status(client, image_id)
-                if not exc.retryable or attempt == _UPLOAD_ATTEMPTS or status != "queued":
-                    raise
-                log.warning("target=%s image=%s upload attempt %d failed (%s); retrying", self.name,
-                            upload.desired.image.identifier, attempt, exc.message)
-                self._sleep(2.0 * attempt)
 
     # -- metadata and retirement --------------------------------------------------------------------------------
 
@@ -300,9 +284,3 @@ class GlanceDriver:
 def _glance_format(disk_format: str) -> str:
     return _GLANCE_FORMATS.get(disk_format, disk_format)
 
-
-def _status(client: Any, image_id: str) -> str | None:
-    try:
-        return str(client.images.get(image_id)["status"])
-    except Exception:
-        return None
