@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+import sys
 import threading
 from http.server import ThreadingHTTPServer
 from typing import Any
@@ -54,6 +55,15 @@ class Server(ThreadingHTTPServer):
                 log.warning("listen peer=%s TLS handshake failed: %s", client_address[0], one_line(str(exc)))
                 return
         super().finish_request(request, client_address)
+
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # socketserver prints a traceback to stderr; a client that went away or was cut off at its deadline is one
+        # debug line, anything else one warning line (the journal is no place for a peer's broken connection).
+        kind, exc = sys.exc_info()[:2]
+        level = logging.DEBUG if kind is not None and issubclass(kind, OSError) else logging.WARNING
+        log.log(level, "listen peer=%s request ended: %s: %s", client_address[0], kind.__name__ if kind else "?",
+                one_line(str(exc)))
 
 
 def tls_context(settings: ListenSettings) -> ssl.SSLContext | None:

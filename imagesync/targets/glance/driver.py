@@ -84,6 +84,7 @@ class GlanceDriver:
         state remembers here) says they may matter (:mod:`imagesync.targets.glance.inventory`). Raises
         TargetError."""
         with self._calls("list images"):
+            self._owners.log_in()
             routes = self._owners.listed()  # per-project: one listing per VO project, with its own token
             found = self._listings(routes, hidden=(False,))
             if listing.needs_hidden_listing(known, found):

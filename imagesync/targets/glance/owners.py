@@ -168,17 +168,15 @@ class Owners:
         project = route.project or self._own_id()
         return tuple(sorted(vo for vo, found in self._mapping().items() if found == project))
 
+    def log_in(self) -> None:
+        """Log in to the own project now, under the same rules as the VO projects' logins (one at a time per
+        Keystone, once more after a 5xx): the targets of a run log in side by side. Raises keystoneauth1's errors."""
+        with self._lock:
+            self._patiently(self._own_id, "its own project")
+
     def _login(self, project: str) -> Route:
         session = self._spec.session(project_id=project)
-        try:
-            session.get_token()
-        except ks_exc.HttpError as exc:
-            if not 500 <= int(exc.http_status or 0) < 600:
-                raise
-            log.warning("target=%s login to project %s answered HTTP %s; trying once more", self._settings.name,
-                        project, exc.http_status)
-            self._sleep(_RELOGIN_PAUSE)
-            session.get_token()
+        self._patiently(session.get_token, f"project {project}")
         images = Adapter(session, service_type="image", region_name=self._spec.region,
                          interface=self._spec.interface, endpoint_override=self._settings.endpoint)
         made: list[Any] = []
@@ -189,3 +187,14 @@ class Owners:
             return made[0]
 
         return Route(project=project, client=client, images=images)
+
+    def _patiently(self, login: Callable[[], object], what: str) -> None:
+        try:
+            login()
+        except ks_exc.HttpError as exc:
+            if not 500 <= int(exc.http_status or 0) < 600:
+                raise
+            log.warning("target=%s login to %s answered HTTP %s; trying once more", self._settings.name, what,
+                        exc.http_status)
+            self._sleep(_RELOGIN_PAUSE)
+            login()
