@@ -60,17 +60,10 @@ def scenario(vo_access: DevCloud, tmp_path: Path, request: pytest.FixtureRequest
                   "tag": tag, "disk_formats": ["raw"], "retire": {"mode": mode},
                   "auth": cloud.password_auth(password_file=secret)}
         path = world.write_config({"targets": {"cloud": target}})
-        yield Scenario(world, path, lambda: [_status(i) for i in _tagged(cloud, tag)])
+        yield Scenario(world, path, lambda: [_status(i) for i in cloud.tagged(tag, hidden=True)])
         glance = cloud.glance()
-        for image in _tagged(cloud, tag):
+        for image in cloud.tagged(tag, hidden=True):
             glance.images.delete(image["id"])
-
-
-def _tagged(cloud: DevCloud, tag: str) -> list[Any]:
-    glance = cloud.glance()
-    found = {i["id"]: i for hidden in (False, True)
-             for i in glance.images.list(filters={"tag": [tag], **({"os_hidden": True} if hidden else {})})}
-    return list(found.values())
 
 
 def _status(image: Any) -> tuple[str, str, str]:

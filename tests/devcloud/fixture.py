@@ -13,7 +13,9 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +70,25 @@ class DevCloud:
         from glanceclient import client  # type: ignore[import-untyped,unused-ignore]
 
         return client.Client("2", session=self.session(user), region_name=self.region, interface="public")
+
+    def tagged(self, tag: str, *, hidden: bool = False) -> list[dict[str, Any]]:
+        """The images of the imagesync user's project carrying ``tag``; with ``hidden``, the hidden ones too."""
+        glance = self.glance()
+        found = {i["id"]: dict(i) for shown in ((False, True) if hidden else (False,))
+                 for i in glance.images.list(filters={"tag": [tag], **({"os_hidden": True} if shown else {})})}
+        return list(found.values())
+
+    @contextmanager
+    def test_tag(self) -> Iterator[str]:
+        """A tag of one test alone; whatever still carries it at the end is deleted (and fails no test by
+        itself)."""
+        unique = f"imagesync-{uuid.uuid4().hex[:8]}"
+        try:
+            yield unique
+        finally:
+            glance = self.glance()
+            for image in self.tagged(unique, hidden=True):
+                glance.images.delete(image["id"])
 
     def password_auth(self, user: Credentials | None = None, *, password_file: Path | None = None) -> dict[str, str]:
         """A target's ``auth:`` for user (default: the imagesync user), password inline or from ``password_file``."""

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +15,12 @@ import pytest
 import yaml
 
 from imagesync.config import settings as config
-from imagesync.demo.world import DemoImage, DemoWorld, build, demo_images
+from imagesync.demo.world import DemoImage, build, demo_images
 from imagesync.errors import EXIT_OK, EXIT_PARTIAL
 from imagesync.run.pipeline import sync
 from imagesync.state.store import StateStore
 from tests.devcloud.fixture import DevCloud
-from tests.support.runs import images_v1, kinds
+from tests.support.runs import CloudEnv, images_v1, kinds
 
 DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id", "imagesync_version",
                      "imagesync_sha512", "vmcatcher_event_ad_mpuri", "vmcatcher_event_dc_title",
@@ -29,25 +28,11 @@ DESIGN_PROPERTIES = ("imagesync_list", "imagesync_list_id", "imagesync_image_id"
                      "architecture")
 
 
-@dataclass
-class Env:
-    world: DemoWorld
-    cloud: DevCloud
-    tag: str
-    config_path: Path
-
-    def settings(self, **target: object) -> config.Settings:
-        data = yaml.safe_load(self.config_path.read_text())
-        data["targets"]["cloud"].update(target)
-        self.config_path.write_text(yaml.safe_dump(data))
-        return config.load(self.config_path)
-
+class Env(CloudEnv):
     def images(self) -> dict[str, Any]:
         """Every image carrying this test's tag, hidden ones included, by imagesync_image_id + version."""
-        glance = self.cloud.glance()
-        found = {i["id"]: i for hidden in (False, True)
-                 for i in glance.images.list(filters={"tag": [self.tag], **({"os_hidden": True} if hidden else {})})}
-        return {f"{i['imagesync_image_id']} {i['imagesync_version']}": i for i in found.values()}
+        return {f"{i['imagesync_image_id']} {i['imagesync_version']}": i
+                for i in self.cloud.tagged(self.tag, hidden=True)}
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -32,16 +31,8 @@ def proxy(devcloud: DevCloud) -> Iterator[GlanceProxy]:
 
 @pytest.fixture
 def tag(devcloud: DevCloud) -> Iterator[str]:
-    """A tag of this test alone; whatever still carries it at the end is deleted (and fails no test by itself)."""
-    unique = f"imagesync-{uuid4().hex[:8]}"
-    yield unique
-    glance = devcloud.glance()
-    for image in _tagged(devcloud, unique):
-        glance.images.delete(image["id"])
-
-
-def _tagged(devcloud: DevCloud, tag: str) -> list[dict[str, Any]]:
-    return [dict(image) for image in devcloud.glance().images.list(filters={"tag": [tag]})]
+    with devcloud.test_tag() as unique:
+        yield unique
 
 
 def _driver(devcloud: DevCloud, proxy: GlanceProxy, tag: str) -> GlanceDriver:
@@ -80,7 +71,7 @@ def test_upload_retried_into_the_same_image_after_a_503(devcloud: DevCloud, prox
         image_id = driver.add(upload)
     finally:
         driver.close()
-    images = _tagged(devcloud, tag)
+    images = devcloud.tagged(tag)
     assert [image["id"] for image in images] == [image_id]
     assert images[0]["status"] == "active"
     assert images[0]["os_hash_value"] == upload.sha512
@@ -109,7 +100,7 @@ def test_upload_failing_every_time_leaves_no_image(devcloud: DevCloud, proxy: Gl
     puts = proxy.seen("PUT", UPLOAD_PUT)
     assert len(puts) >= 2 and set(puts) == {503}  # retried, and never reached Glance
     assert proxy.seen("DELETE", r"^/v2/images/[0-9a-f-]+$") == [204]
-    assert _tagged(devcloud, tag) == []
+    assert devcloud.tagged(tag) == []
 
 
 def test_inventory_survives_an_expired_token(devcloud: DevCloud, proxy: GlanceProxy, tag: str,
@@ -134,4 +125,4 @@ def test_glance_refusing_data_that_is_not_the_declared_format(devcloud: DevCloud
     message = _failed_add(devcloud, proxy, tag, _upload(tmp_path, _payload("raw-bytes"), disk_format="qcow2"))
     assert re.search(r"415|format", message)
     assert proxy.seen("PUT", UPLOAD_PUT) == [415]  # Glance's own answer, not retried
-    assert _tagged(devcloud, tag) == []
+    assert devcloud.tagged(tag) == []

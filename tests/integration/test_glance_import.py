@@ -43,16 +43,8 @@ def server() -> Iterator[ListServer]:
 
 @pytest.fixture
 def tag(vo_access: DevCloud) -> Iterator[str]:
-    """A tag of this test alone; whatever still carries it at the end is deleted."""
-    unique = f"imagesync-{uuid4().hex[:8]}"
-    yield unique
-    glance = vo_access.glance()
-    for image in tagged(vo_access, unique):
-        glance.images.delete(image["id"])
-
-
-def tagged(cloud: DevCloud, tag: str) -> list[dict[str, Any]]:
-    return [dict(image) for image in cloud.glance().images.list(filters={"tag": [tag]})]
+    with vo_access.test_tag() as unique:
+        yield unique
 
 
 def driver(cloud: DevCloud, tag: str, tmp_path: Path, **target: Any) -> GlanceDriver:
@@ -120,7 +112,7 @@ def test_unknown_store_is_sent_and_refused_then_direct(vo_access: DevCloud, serv
     with caplog.at_level(logging.WARNING, logger=IMPORTING):
         image_id = driver(vo_access, tag, tmp_path, upload="web-download", stores=("nowhere",)).add(item)
     assert server.hits("/stored.img") == 0
-    assert [i["id"] for i in tagged(vo_access, tag)] == [image_id]
+    assert [i["id"] for i in vo_access.tagged(tag)] == [image_id]
     # Glance 33 answers an unknown store id with 409 (glance_store.UnknownScheme turned into Conflict).
     assert "web-download import failed" in caplog.text and "HTTP 409" in caplog.text
 
@@ -134,7 +126,7 @@ def test_wrong_bytes_are_refused_deleted_and_uploaded_directly(vo_access: DevClo
     with caplog.at_level(logging.WARNING, logger=IMPORTING):
         image_id = driver(vo_access, tag, tmp_path, upload="web-download").add(item)
     assert server.hits("/evil.img") == 1
-    held = tagged(vo_access, tag)
+    held = vo_access.tagged(tag)
     assert [(i["id"], i["os_hash_value"]) for i in held] == [(image_id, item.sha512)]
     assert "os_hash_value" in caplog.text and "uploading directly" in caplog.text
 
@@ -148,7 +140,7 @@ def test_wrong_bytes_everywhere_fail_in_one_line_and_leave_nothing(vo_access: De
         driver(vo_access, tag, tmp_path, upload="web-download").add(item)
     assert "\n" not in failed.value.one_line() and "os_hash_value" in failed.value.one_line()
     assert server.hits("/evil.img") == 1
-    assert tagged(vo_access, tag) == []
+    assert vo_access.tagged(tag) == []
 
 
 def test_stuck_import_times_out_is_deleted_and_uploaded_directly(vo_access: DevCloud, server: ListServer, tag: str,
@@ -160,7 +152,7 @@ def test_stuck_import_times_out_is_deleted_and_uploaded_directly(vo_access: DevC
     with caplog.at_level(logging.WARNING, logger=IMPORTING):
         image_id = driver(vo_access, tag, tmp_path, upload="web-download", import_timeout=2.0).add(item)
     assert "not active after 2s" in caplog.text
-    held = tagged(vo_access, tag)
+    held = vo_access.tagged(tag)
     assert [(i["id"], i["status"]) for i in held] == [(image_id, "active")]
 
 
@@ -180,7 +172,7 @@ def test_auto_pulls_a_plain_url_and_uploads_what_glance_cannot_fetch(vo_access: 
     with caplog.at_level(logging.INFO, logger=IMPORTING):
         ids = [target.add(item) for item in (plain, needs_conversion, registry)]
     assert [server.hits(p) for p in ("/plain.img", "/converted.img", "/oci.img")] == [1, 0, 0]
-    hashes = {i["id"]: i["os_hash_value"] for i in tagged(vo_access, tag)}
+    hashes = {i["id"]: i["os_hash_value"] for i in vo_access.tagged(tag)}
     assert [hashes[i] for i in ids] == [plain.sha512, needs_conversion.sha512, registry.sha512]
     assert "converted before upload" in caplog.text and "OCI registry" in caplog.text
 
@@ -204,7 +196,7 @@ def test_an_image_left_pending_is_never_held_and_is_cleaned_up(vo_access: DevClo
     target = driver(vo_access, tag, tmp_path)
     assert target.inventory() == []
     assert target.cleanup() == [image["id"]]
-    assert tagged(vo_access, tag) == []
+    assert vo_access.tagged(tag) == []
 
 
 def test_after_two_failed_imports_in_a_row_the_rest_of_the_run_uploads_directly(
@@ -221,7 +213,7 @@ def test_after_two_failed_imports_in_a_row_the_rest_of_the_run_uploads_directly(
     assert caplog.text.count("web-download import failed") == 2
     assert "2 imports failed in a row; uploading directly for the rest of this run" in caplog.text
     assert "direct upload for images where importing failed 2 times in a row this run" in caplog.text
-    assert sorted(i["id"] for i in tagged(vo_access, tag)) == sorted(ids)
-    assert all(i["status"] == "active" for i in tagged(vo_access, tag))
+    assert sorted(i["id"] for i in vo_access.tagged(tag)) == sorted(ids)
+    assert all(i["status"] == "active" for i in vo_access.tagged(tag))
     # A new run (a new driver) tries importing again.
     assert driver(vo_access, tag, tmp_path, upload="web-download").pulls(items[0].desired, "raw")

@@ -8,38 +8,23 @@ import io
 import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from imagesync.config import settings as config
-from imagesync.demo.world import DemoWorld, build, demo_images
+from imagesync.demo.world import build, demo_images
 from imagesync.errors import EXIT_OK
 from imagesync.run.adopt import adopt
 from imagesync.run.pipeline import sync
 from tests.devcloud.fixture import DevCloud
-from tests.support.runs import images_v1, kinds
+from tests.support.runs import CloudEnv, images_v1, kinds
 
 OWN = "(own)"
 
 
-@dataclass
-class Env:
-    world: DemoWorld
-    cloud: DevCloud
-    tag: str
-    config_path: Path
-
-    def settings(self, **target: object) -> config.Settings:
-        data = yaml.safe_load(self.config_path.read_text())
-        data["targets"]["cloud"].update(target)
-        self.config_path.write_text(yaml.safe_dump(data))
-        return config.load(self.config_path)
-
+class Env(CloudEnv):
     def clients(self) -> dict[str, tuple[Any, str]]:
         """Project name -> (a glanceclient of a member of it, its id), imagesync's own project as OWN."""
         own = (self.cloud.glance(), str(self.cloud.session().get_project_id()))

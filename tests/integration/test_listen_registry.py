@@ -5,7 +5,6 @@ Authorization header, as the README tells operators to configure it), and a burs
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ class Env:
         self.cloud, self.site, self.listener, self.tag = cloud, site, listener, tag
 
     def images(self) -> list[Any]:
-        return list(self.cloud.glance().images.list(filters={"tag": [self.tag]}))
+        return self.cloud.tagged(self.tag)
 
 
 @pytest.fixture
@@ -39,27 +38,22 @@ def env(devcloud: DevCloud, tmp_path: Path) -> Iterator[Env]:
         server.__enter__()
     except RegistryUnavailable as exc:
         pytest.fail(str(exc), pytrace=False)
-    tag = f"imagesync-{uuid.uuid4().hex[:8]}"
     try:
-        site = new_site(tmp_path, server)
-        (tmp_path / "password").write_text(devcloud.user.password)
-        (tmp_path / "password").chmod(0o600)
-        target = {"driver": "glance", "region": devcloud.region, "tag": tag, "retire": {"mode": "delete"},
-                  "visibility": "private",
-                  "auth": devcloud.password_auth(password_file=tmp_path / "password")}
-        site.config(targets={"cloud": target})
-        data = yaml.safe_load(site.config_file.read_text())
-        data.update(listen_config(tmp_path, port=port, debounce=3, max_wait=30))
-        site.config_file.write_text(yaml.safe_dump(data))
-        with Listener(site.config_file) as listener:
-            made = Env(devcloud, site, listener, tag)
-            yield made
+        with devcloud.test_tag() as tag:
+            site = new_site(tmp_path, server)
+            (tmp_path / "password").write_text(devcloud.user.password)
+            (tmp_path / "password").chmod(0o600)
+            target = {"driver": "glance", "region": devcloud.region, "tag": tag, "retire": {"mode": "delete"},
+                      "visibility": "private",
+                      "auth": devcloud.password_auth(password_file=tmp_path / "password")}
+            site.config(targets={"cloud": target})
+            data = yaml.safe_load(site.config_file.read_text())
+            data.update(listen_config(tmp_path, port=port, debounce=3, max_wait=30))
+            site.config_file.write_text(yaml.safe_dump(data))
+            with Listener(site.config_file) as listener:
+                yield Env(devcloud, site, listener, tag)
     finally:
         server.__exit__(None, None, None)
-        glance = devcloud.glance()
-        for image in glance.images.list(filters={"tag": [tag]}):
-            glance.images.delete(image["id"])
-
 
 def wait_for_glance(env: Env, version: str, since: float) -> float:
     """Seconds from ``since`` until Glance holds an active image of ``version`` with the test's tag."""

@@ -93,10 +93,7 @@ class Env:
 
     def images(self) -> dict[str, Any]:
         """Every Glance image with this test's tag (hidden ones too), by imagesync_version (the manifest digest)."""
-        glance = self.cloud.glance()
-        found = {i["id"]: i for hidden in (False, True)
-                 for i in glance.images.list(filters={"tag": [self.tag], **({"os_hidden": True} if hidden else {})})}
-        return {i["imagesync_version"]: i for i in found.values()}
+        return {i["imagesync_version"]: i for i in self.cloud.tagged(self.tag, hidden=True)}
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import hashlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -45,10 +44,6 @@ def site_config(world: DemoWorld, cloud: DevCloud, tag: str) -> Path:
         "auth": auth, "tag": tag, "retire": {"mode": "delete", "delete_after": None}, "timeout": 120}})
 
 
-def tagged(cloud: DevCloud, tag: str) -> list[Any]:
-    return list(cloud.glance().images.list(filters={"tag": [tag]}))
-
-
 def test_a_site_of_a_sites_dir_is_synced_and_shared_with_its_vo_project(world: DemoWorld, vo_access: DevCloud) -> None:
     cloud, tag = vo_access, f"imagesync-site-{uuid.uuid4().hex[:8]}"
     images = demo_images("1.0")
@@ -59,7 +54,7 @@ def test_a_site_of_a_sites_dir_is_synced_and_shared_with_its_vo_project(world: D
         result = sync(settings, dry_run=False)
         assert result.exit_code == EXIT_OK, [r.error for r in result.results]
         assert {r.action.target for r in result.results} == {SITE}
-        held = {i["imagesync_image_id"]: i for i in tagged(cloud, tag)}
+        held = {i["imagesync_image_id"]: i for i in cloud.tagged(tag)}
         assert sorted(held) == sorted(i.identifier for i in images)
         alpha = cloud.vo_projects["vo-alpha"]
         glance = cloud.glance()
@@ -72,5 +67,5 @@ def test_a_site_of_a_sites_dir_is_synced_and_shared_with_its_vo_project(world: D
         member_view = {i["id"] for i in cloud.glance(cloud.vo_users["vo-alpha"]).images.list()}
         assert {i["id"] for i in held.values()} <= member_view
     finally:
-        for image in tagged(cloud, tag):
-            cloud.glance().images.delete(image["id"])
+        for leftover in cloud.tagged(tag):
+            cloud.glance().images.delete(leftover["id"])

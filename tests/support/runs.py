@@ -1,9 +1,34 @@
-"""What the sync tests share: the demo images of two VOs, and a run's actions as (kind, image, status)."""
+"""What the sync tests share: the demo images of two VOs, a run's actions as (kind, image, status), and a demo
+world syncing into the dev cloud through a config a test can change."""
 
 from __future__ import annotations
 
-from imagesync.demo.world import DemoImage, demo_images
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from imagesync.config import settings as config
+from imagesync.demo.world import DemoImage, DemoWorld, demo_images
 from imagesync.run.pipeline import SyncResult
+from tests.devcloud.fixture import DevCloud
+
+
+@dataclass
+class CloudEnv:
+    """The demo world, the dev cloud, this test's tag, and the config (at ``config_path``) of target ``cloud``."""
+
+    world: DemoWorld
+    cloud: DevCloud
+    tag: str
+    config_path: Path
+
+    def settings(self, **target: object) -> config.Settings:
+        """The config with ``target``'s keys set on target ``cloud``, written back so later calls keep them."""
+        data = yaml.safe_load(self.config_path.read_text())
+        data["targets"]["cloud"].update(target)
+        self.config_path.write_text(yaml.safe_dump(data))
+        return config.load(self.config_path)
 
 
 def images_v1() -> list[DemoImage]:
