@@ -115,11 +115,12 @@ class Handler(BaseHTTPRequestHandler):
         if kind is None:
             raise self._wrong_method()
         headers = dict(self.headers.items())
-        secret = self.endpoint.settings.secret or ""
-        if not auth.signed(headers) and not auth.authentic(secret, headers, b""):
+        secret, signed = self.endpoint.settings.secret or "", auth.signed(headers)
+        # A bearer token is judged before the body is read; a signature only with it. Each proof is checked once.
+        if not signed and not auth.authentic(secret, headers, b""):
             raise Refused(401, "not authenticated: give X-Imagesync-Signature or Authorization")
         body = self._body()
-        if not auth.authentic(secret, headers, body):
+        if signed and not auth.authentic(secret, headers, body):
             raise Refused(401, "not authenticated: give X-Imagesync-Signature or Authorization")
         sources = _sources(kind, _json(body), self.endpoint)
         if sources:

@@ -90,10 +90,8 @@ class Runner:
 
     def _due(self) -> tuple[list[Waiting], float]:
         now = self.clock()
-        waiting = self.queue.waiting()
-        due = [w for w in waiting if w.due_at(self.settings.debounce, self.settings.max_wait) <= now]
-        later = [w.due_at(self.settings.debounce, self.settings.max_wait) - now for w in waiting]
-        return due, min([_IDLE, *later])
+        at = [(w, w.due_at(self.settings.debounce, self.settings.max_wait)) for w in self.queue.waiting()]
+        return [w for w, when in at if when <= now], min([_IDLE, *(when - now for _, when in at)])
 
     def _run_once(self, due: list[Waiting]) -> bool:
         """One sync of ``due``; False when the lock was busy (nothing taken off the queue)."""

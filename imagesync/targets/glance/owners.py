@@ -109,9 +109,7 @@ class Owners:
         Raises TargetError when the mapping cannot be resolved, keystoneauth1's errors for a failed login."""
         if not self.per_project:
             return [self._own]
-        own = self._own_id()
-        projects = sorted({p for p in self._mapping().values() if isinstance(p, str) and p != own})
-        return [self._own, *(self.route(p) for p in projects)]
+        return [self._own, *(self.route(p) for p in self._vo_projects())]
 
     def strays(self) -> list[Route]:
         """Ownership shared with a VO mapping: the routes to the mapped VO projects other than the own one, where
@@ -120,15 +118,19 @@ class Owners:
         cannot be resolved."""
         if self.per_project or (self._settings.projects_file is None and self._settings.projects is None):
             return []
-        own = self._own_id()
         routes = []
-        for project in sorted({p for p in self._mapping().values() if isinstance(p, str) and p != own}):
+        for project in self._vo_projects():
             try:
                 routes.append(self.route(project))
             except ks_exc.ClientException as exc:
                 log.warning("target=%s cannot look for earlier per-project copies in project %s: %s",
                             self._settings.name, project, redact.text(str(exc)))
         return routes
+
+    def _vo_projects(self) -> list[str]:
+        # The usable mapped projects other than the own one (which the own route lists), each once.
+        own = self._own_id()
+        return sorted({p for p in self._mapping().values() if isinstance(p, str) and p != own})
 
     def route(self, project: str | None) -> Route:
         """The route to ``project`` (None: the own one), logged in once per run. Raises keystoneauth1's
